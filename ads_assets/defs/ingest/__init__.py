@@ -1,0 +1,1 @@
+"""Ingestion: the eight Berka relations into the `raw` schema."""

@@ -1,0 +1,27 @@
+"""The one monthly partitioning shared by every partitioned ADS asset."""
+
+from datetime import date
+
+import dagster as dg
+
+from ads_assets.settings import Settings
+
+
+def month_start(month: str) -> date:
+    year, month_number = month.split("-")[:2]
+    return date(int(year), int(month_number), 1)
+
+
+def next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def monthly_partitions_for(start_month: str, end_month: str) -> dg.MonthlyPartitionsDefinition:
+    """Monthly partitions from `start_month` through `end_month` inclusive (YYYY-MM)."""
+    return dg.MonthlyPartitionsDefinition(
+        start_date=month_start(start_month).isoformat(),
+        end_date=next_month(month_start(end_month)).isoformat(),
+    )
+
+
+monthly_partitions = monthly_partitions_for(*Settings.from_env().months)

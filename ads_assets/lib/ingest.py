@@ -1,0 +1,226 @@
+"""Load one Berka relation from a source into `raw`: COPY the good rows, quarantine the bad, audit, reconcile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+
+from ads_assets.lib.berka.formats import ParsedRow, SourceFile, read_rows
+from ads_assets.lib.berka.schema import RELATIONS, Relation
+from ads_assets.lib.db import copy_rows, table_count
+from ads_assets.lib.raw_schema import LOAD_AUDIT_TABLE, QUARANTINE_TABLE, ensure_raw_schema, raw_table
+
+FULL_LOAD = "all"
+
+
+class ReconciliationError(RuntimeError):
+    """Rows read differ from rows accepted plus rows quarantined."""
+
+
+@dataclass(frozen=True)
+class MonthWindow:
+    """Months [start, end) of a partitioned load."""
+
+    start: date
+    end: date
+
+    @property
+    def label(self) -> str:
+        return f"{self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+
+    def __contains__(self, day: date) -> bool:
+        return self.start <= day < self.end
+
+
+@dataclass
+class LoadReport:
+    """What one load read, accepted, quarantined and skipped as outside its window."""
+
+    relation: str
+    source_file: str
+    sha256: str
+    window: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    rows_outside_window: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.rows_accepted + self.rows_quarantined
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    line_number: int
+    raw_line: str
+    reason: str
+
+
+class _RowScreen:
+    """Cross-row checks: duplicate keys within the source and keys that point at no parent row."""
+
+    def __init__(self, relation: Relation, parent_keys: dict[str, set[Any]]):
+        self.relation = relation
+        self.key_index = relation.column_names.index(relation.key)
+        self.parent_checks = [
+            (relation.column_names.index(column), column, parent, parent_keys[parent])
+            for column, parent in relation.parents
+        ]
+        self.first_line_of: dict[Any, int] = {}
+
+    def reason(self, row: ParsedRow) -> str | None:
+        values = row.values
+        assert values is not None
+        key = values[self.key_index]
+        first_line = self.first_line_of.setdefault(key, row.line_number)
+        if first_line != row.line_number:
+            return f"duplicate {self.relation.key} {key} (first at line {first_line})"
+        for index, column, parent, known in self.parent_checks:
+            if values[index] not in known:
+                return f"orphan: {column} {values[index]} not in {parent}"
+        return None
+
+
+def load_relation(connection: psycopg.Connection, source: SourceFile, window: MonthWindow | None = None) -> LoadReport:
+    """Replace the relation's rows (or the window's, for a partitioned relation) with the source's.
+
+    Runs in one transaction: the load either reconciles and commits, or raises and leaves nothing.
+    """
+    relation = RELATIONS[source.relation]
+    if window is not None and relation.partition_column is None:
+        raise ValueError(f"{relation.name} is not partitioned; it loads whole")
+    report = LoadReport(
+        relation=relation.name,
+        source_file=source.location,
+        sha256=source.sha256(),
+        window=window.label if window else FULL_LOAD,
+    )
+    quarantined: list[Quarantined] = []
+    with connection.transaction(), connection.cursor() as cursor:
+        ensure_raw_schema(cursor)
+        screen = _RowScreen(relation, _parent_keys(cursor, relation))
+        _delete_window(cursor, relation, window)
+        accepted = _accepted_rows(read_rows(source), relation, screen, window, report, quarantined)
+        copy_rows(cursor, raw_table(relation), relation.column_names, accepted)
+        _write_quarantine(cursor, report, quarantined)
+        report.rows_accepted = _window_count(cursor, relation, window)
+        report.rows_quarantined = table_count(
+            cursor, QUARANTINE_TABLE, "WHERE relation = %s AND source_sha256 = %s", (relation.name, report.sha256)
+        )
+        report.finished_at = datetime.now(UTC)
+        if not report.reconciles:
+            raise ReconciliationError(
+                f"{relation.name} from {source.location}: read {report.rows_read} rows but accepted "
+                f"{report.rows_accepted} and quarantined {report.rows_quarantined}"
+            )
+        _write_audit(cursor, report)
+    return report
+
+
+def _accepted_rows(
+    rows: Iterator[ParsedRow],
+    relation: Relation,
+    screen: _RowScreen,
+    window: MonthWindow | None,
+    report: LoadReport,
+    quarantined: list[Quarantined],
+) -> Iterator[tuple]:
+    partition_index = relation.column_names.index(relation.partition_column) if window else -1
+    for row in rows:
+        report.rows_read += 1
+        reason = row.reason if row.values is None else screen.reason(row)
+        if reason is not None:
+            quarantined.append(Quarantined(row.line_number, row.raw_line, reason))
+        elif window is not None and row.values[partition_index] not in window:
+            report.rows_read -= 1
+            report.rows_outside_window += 1
+        else:
+            yield row.values
+
+
+def _parent_keys(cursor: psycopg.Cursor, relation: Relation) -> dict[str, set[Any]]:
+    keys: dict[str, set[Any]] = {}
+    for _, parent_name in relation.parents:
+        parent = RELATIONS[parent_name]
+        cursor.execute(f"SELECT {parent.key} FROM {raw_table(parent)}")
+        keys[parent_name] = {row[0] for row in cursor.fetchall()}
+    return keys
+
+
+def _window_filter(relation: Relation, window: MonthWindow | None) -> tuple[str, tuple]:
+    if window is None:
+        return "", ()
+    column = relation.partition_column
+    return f"WHERE {column} >= %s AND {column} < %s", (window.start, window.end)
+
+
+def _window_count(cursor: psycopg.Cursor, relation: Relation, window: MonthWindow | None) -> int:
+    where, params = _window_filter(relation, window)
+    return table_count(cursor, raw_table(relation), where, params)
+
+
+def _delete_window(cursor: psycopg.Cursor, relation: Relation, window: MonthWindow | None) -> None:
+    where, params = _window_filter(relation, window)
+    cursor.execute(f"DELETE FROM {raw_table(relation)} {where}", params)
+
+
+def _write_quarantine(cursor: psycopg.Cursor, report: LoadReport, rows: list[Quarantined]) -> None:
+    cursor.executemany(
+        f"INSERT INTO {QUARANTINE_TABLE} (relation, source_file, source_sha256, line_number, raw_line, reason) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (relation, source_sha256, line_number) DO NOTHING",
+        [
+            (
+                report.relation,
+                report.source_file,
+                report.sha256,
+                row.line_number,
+                row.raw_line.replace("\x00", "\\x00"),
+                row.reason,
+            )
+            for row in rows
+        ],
+    )
+
+
+def _write_audit(cursor: psycopg.Cursor, report: LoadReport) -> None:
+    cursor.execute(
+        f"INSERT INTO {LOAD_AUDIT_TABLE} (relation, source_file, source_sha256, partition_window, rows_read, "
+        "rows_accepted, rows_quarantined, rows_outside_window, started_at, finished_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (relation, source_sha256, partition_window) DO UPDATE SET "
+        "source_file = EXCLUDED.source_file, rows_read = EXCLUDED.rows_read, "
+        "rows_accepted = EXCLUDED.rows_accepted, rows_quarantined = EXCLUDED.rows_quarantined, "
+        "rows_outside_window = EXCLUDED.rows_outside_window, started_at = EXCLUDED.started_at, "
+        "finished_at = EXCLUDED.finished_at",
+        (
+            report.relation,
+            report.source_file,
+            report.sha256,
+            report.window,
+            report.rows_read,
+            report.rows_accepted,
+            report.rows_quarantined,
+            report.rows_outside_window,
+            report.started_at,
+            report.finished_at,
+        ),
+    )
+
+
+def month_span(source: SourceFile) -> tuple[str, str]:
+    """First and last month (YYYY-MM) of the partitioned relation's parseable rows."""
+    relation = RELATIONS[source.relation]
+    if relation.partition_column is None:
+        raise ValueError(f"{relation.name} has no months")
+    index = relation.column_names.index(relation.partition_column)
+    days = [row.values[index] for row in read_rows(source) if row.values is not None]
+    if not days:
+        raise ValueError(f"{source.location} holds no readable {relation.name} rows")
+    return f"{min(days):%Y-%m}", f"{max(days):%Y-%m}"

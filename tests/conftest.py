@@ -1,0 +1,58 @@
+"""Shared fixtures: a real embedded Postgres per test session and the real Berka files when present."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SESSION_ROOT = Path(tempfile.mkdtemp(prefix="ads-tests-"))
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["ADS_HOME"] = str(SESSION_ROOT / "ads_home")
+os.environ["DAGSTER_HOME"] = str(SESSION_ROOT / "dagster_home")
+os.environ.setdefault("XDG_RUNTIME_DIR", str(SESSION_ROOT / "runtime"))
+for variable in ("ADS_DATABASE_URL", "ADS_SOURCE", "ADS_OUTPUT", "ADS_MONTHS"):
+    os.environ.pop(variable, None)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_BERKA = REPO_ROOT.parent / "shared" / "data" / "berka"
+
+
+@pytest.fixture(scope="session")
+def real_berka() -> Path:
+    """The real PKDD'99 files beside the repository (../shared/data/berka), or skip."""
+    if not (REAL_BERKA / "pkdd99").is_dir() or not (REAL_BERKA / "teradata").is_dir():
+        pytest.skip(f"real Berka files not found at {REAL_BERKA} (expected pkdd99/ and teradata/ there)")
+    return REAL_BERKA
+
+
+@pytest.fixture(scope="session")
+def postgres_target():
+    """A real Postgres 16 (pgserver) for the whole session."""
+    from ads_assets.lib.db import embedded_postgres
+
+    return embedded_postgres(SESSION_ROOT / "pgdata")
+
+
+@pytest.fixture
+def fresh_database(postgres_target) -> Iterator:
+    """A new empty database on the session's server, dropped afterwards."""
+    import uuid
+
+    from ads_assets.lib.db import PostgresTarget, connect
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with connect(postgres_target, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield PostgresTarget(
+        host=postgres_target.host,
+        port=postgres_target.port,
+        user=postgres_target.user,
+        password=postgres_target.password,
+        dbname=name,
+    )
+    with connect(postgres_target, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
