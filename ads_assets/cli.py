@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,14 +48,16 @@ def _dev(args: argparse.Namespace) -> int:
     from ads_assets.environment import fix_partition_span, prepare_environment
     from ads_assets.lib.berka.formats import detect_source
     from ads_assets.lib.ingest import month_span
+    from ads_assets.settings import Settings, load_state
 
-    environment = prepare_environment(args.source, args.output)
-    if "ADS_MONTHS" not in os.environ and not (environment.settings.home / "partition_span.json").exists():
+    state = load_state(Settings.from_env().home)
+    environment = prepare_environment(
+        args.source or os.environ.get("ADS_SOURCE") or state.get("source"),
+        args.output or os.environ.get("ADS_OUTPUT") or state.get("output"),
+    )
+    if "ADS_MONTHS" not in os.environ and "months" not in state:
         fix_partition_span(environment.settings, *month_span(detect_source(environment.source)["trans"]))
-    command = ["dagster", "dev", "-m", "ads_assets.definitions", *args.dagster_args]
-    import subprocess
-
-    return subprocess.call(command)
+    return subprocess.call(["dagster", "dev", "-m", "ads_assets.definitions", *args.dagster_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,16 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--anomaly-rate", type=float, default=0.0, help="share of transactions made anomalous")
     generate.set_defaults(handler=_generate)
 
-    dev = commands.add_parser("dev", help="open the Dagster UI on the same state as `ads run`")
+    dev = commands.add_parser(
+        "dev",
+        help="open the Dagster UI on the same state as `ads run`",
+        epilog="Other options are passed on to `dagster dev`, e.g. `ads dev -p 3001`.",
+    )
     dev.add_argument("--source", help="as for `ads run`")
     dev.add_argument("--output", help="as for `ads run`")
-    dev.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed on to `dagster dev` (e.g. -p 3001)")
     dev.set_defaults(handler=_dev)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, passed_on = parser.parse_known_args(argv)
+    if passed_on and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    args.dagster_args = passed_on
     try:
         return args.handler(args)
     except SourceError as error:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ads_assets.lib.db import PostgresTarget, resolve_target
-from ads_assets.settings import Settings, record_span
+from ads_assets.settings import Settings, record_state
 
 STORAGE_URL_VARIABLE = "ADS_DAGSTER_STORAGE_URL"
 DATASET_MARKER = "dataset.json"
@@ -62,13 +62,16 @@ def prepare_environment(source: str | None = None, output: str | None = None) ->
     _prepare_dagster_home(settings, postgres)
     resolved_source = settings.source or str(ensure_default_dataset(settings.generated_data))
     os.environ["ADS_SOURCE"] = resolved_source
+    os.environ["ADS_OUTPUT"] = settings.output
+    record_state(settings.home, source=resolved_source, output=settings.output)
     return Environment(settings=settings, postgres=postgres, source=resolved_source)
 
 
 def fix_partition_span(settings: Settings, start: str, end: str) -> None:
     """Record the months the data covers; the code location builds its partitions from them."""
-    record_span(settings.home, start, end)
-    os.environ["ADS_MONTHS"] = f"{start}:{end}"
+    months = f"{start}:{end}"
+    record_state(settings.home, months=months)
+    os.environ["ADS_MONTHS"] = months
 
 
 def _prepare_dagster_home(settings: Settings, postgres: PostgresTarget) -> None:

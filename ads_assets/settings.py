@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MONTHS = ("1993-01", "1998-12")
-SPAN_FILE = "partition_span.json"
+STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """ADS settings: `ADS_HOME`, `ADS_DATABASE_URL`, `ADS_SOURCE`, `ADS_OUTPUT`, `ADS_MONTHS`."""
+    """ADS settings: `ADS_HOME`, `ADS_DATABASE_URL`, `ADS_SOURCE`, `ADS_OUTPUT`, `ADS_MONTHS`.
+
+    The monthly span falls back to that of the last load (kept in `ADS_HOME/state.json`), so the UI shows
+    the partitions the data has; `ads dev` also reuses the last run's source and output from there.
+    """
 
     home: Path
     database_url: str | None
@@ -24,12 +28,14 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         home = Path(os.environ.get("ADS_HOME", ".ads")).expanduser().resolve()
+        state = load_state(home)
+        months = os.environ.get("ADS_MONTHS") or state.get("months")
         return cls(
             home=home,
             database_url=os.environ.get("ADS_DATABASE_URL") or None,
             source=os.environ.get("ADS_SOURCE") or None,
             output=os.environ.get("ADS_OUTPUT") or str(Path("ads_output").resolve()),
-            months=_months_from_env(home),
+            months=parse_months(months) if months else DEFAULT_MONTHS,
         )
 
     @property
@@ -49,19 +55,19 @@ class Settings:
         return self.home / "models"
 
 
-def _months_from_env(home: Path) -> tuple[str, str]:
-    """The monthly partition span: `ADS_MONTHS=YYYY-MM:YYYY-MM`, else the span of the last load, else 1993-01..1998-12."""
-    if value := os.environ.get("ADS_MONTHS"):
-        start, _, end = value.partition(":")
-        return start.strip(), end.strip()
-    span_file = home / SPAN_FILE
-    if span_file.exists():
-        span = json.loads(span_file.read_text())
-        return span["start"], span["end"]
-    return DEFAULT_MONTHS
+def parse_months(value: str) -> tuple[str, str]:
+    """`YYYY-MM:YYYY-MM` → (first month, last month)."""
+    start, _, end = value.partition(":")
+    return start.strip(), (end or start).strip()
 
 
-def record_span(home: Path, start: str, end: str) -> None:
-    """Remember the months the loaded data covers, so `ads dev` shows the same partitions as `ads run`."""
+def load_state(home: Path) -> dict[str, str]:
+    state_file = home / STATE_FILE
+    return json.loads(state_file.read_text()) if state_file.exists() else {}
+
+
+def record_state(home: Path, **values: str) -> None:
+    """Remember source, output and months of the last run, so `ads dev` opens on the same state."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / SPAN_FILE).write_text(json.dumps({"start": start, "end": end}))
+    state = load_state(home) | values
+    (home / STATE_FILE).write_text(json.dumps(state, indent=2))

@@ -1,0 +1,299 @@
+"""The bridge to Great Expectations 1.x: validate a suite inside Postgres and read back what each expectation saw.
+
+A table validates whole; a monthly suite validates one calendar month at a time through a GX monthly
+batch definition on its date column, so the filtering and aggregation run in the database. Results
+come back as plain Python objects with every expectation's check, severity and observed values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from ads_assets.lib.db import PostgresTarget
+from ads_assets.lib.quality.suites import Batch, Severity, SuiteSpec, build_gx_suite
+
+DATASOURCE = "ads"
+MAX_LISTED_VALUES = 20
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with dates, decimals and numpy scalars turned into JSON types."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    if hasattr(value, "item"):
+        return jsonable(value.item())
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """What one expectation saw on one batch."""
+
+    index: int
+    type: str
+    check: str
+    severity: Severity
+    column: str | None
+    success: bool
+    observed: Any
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def describe(self) -> str:
+        target = f"{self.column}: " if self.column else ""
+        return f"{target}{self.type}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "expectation": self.describe(),
+            "success": self.success,
+            "observed": self.observed,
+            **({"details": self.details} if self.details else {}),
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The expectations of one check on one batch."""
+
+    check: str
+    severity: Severity
+    batch: str
+    expectations: tuple[ExpectationOutcome, ...]
+
+    @property
+    def success(self) -> bool:
+        return all(outcome.success for outcome in self.expectations)
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [outcome for outcome in self.expectations if not outcome.success]
+
+    def observed(self) -> dict[str, Any]:
+        """Observed value of every expectation of the check, by its description."""
+        return {outcome.describe(): outcome.observed for outcome in self.expectations}
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    """One suite validated on one batch: overall success, per-expectation outcomes and the GX result document."""
+
+    suite: str
+    batch: str
+    success: bool
+    expectations: tuple[ExpectationOutcome, ...]
+    written: int
+    evaluated: int
+    parameters: dict[str, Any]
+    result: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        """Every written expectation was evaluated (GX drops the ones it cannot build)."""
+        return self.evaluated == self.written and len(self.expectations) == self.written
+
+    def check(self, name: str) -> CheckOutcome:
+        outcomes = tuple(outcome for outcome in self.expectations if outcome.check == name)
+        if not outcomes:
+            raise KeyError(f"suite {self.suite} has no check {name!r}")
+        return CheckOutcome(check=name, severity=outcomes[0].severity, batch=self.batch, expectations=outcomes)
+
+    def checks(self) -> dict[str, CheckOutcome]:
+        return {name: self.check(name) for name in dict.fromkeys(outcome.check for outcome in self.expectations)}
+
+
+def _error_message(exception_info: Mapping[str, Any] | None) -> str | None:
+    if not exception_info:
+        return None
+    if "raised_exception" in exception_info:
+        return exception_info.get("exception_message") if exception_info.get("raised_exception") else None
+    messages = [
+        info.get("exception_message")
+        for info in exception_info.values()
+        if isinstance(info, Mapping) and info.get("raised_exception")
+    ]
+    return "; ".join(str(message) for message in messages) or None
+
+
+def _observed(result: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    details: dict[str, Any] = {}
+    if "observed_value" in result:
+        observed = result["observed_value"]
+    elif "unexpected_count" in result:
+        observed = {
+            "unexpected_count": result.get("unexpected_count"),
+            "unexpected_percent": result.get("unexpected_percent"),
+            "element_count": result.get("element_count"),
+        }
+    else:
+        observed = None
+    if result.get("partial_unexpected_list"):
+        details["unexpected_values"] = list(result["partial_unexpected_list"])[:MAX_LISTED_VALUES]
+    unexpected_rows = (result.get("details") or {}).get("unexpected_rows")
+    if unexpected_rows:
+        details["unexpected_rows"] = list(unexpected_rows)[:MAX_LISTED_VALUES]
+    return jsonable(observed), jsonable(details)
+
+
+def _outcomes(validation: Any) -> list[ExpectationOutcome]:
+    outcomes = []
+    for result in validation.results:
+        configuration = result.expectation_config
+        meta = configuration.meta or {}
+        observed, details = _observed(result.result or {})
+        outcomes.append(
+            ExpectationOutcome(
+                index=int(meta.get("index", len(outcomes))),
+                type=configuration.type,
+                check=meta["check"],
+                severity=Severity(meta["severity"]),
+                column=configuration.kwargs.get("column"),
+                success=bool(result.success),
+                observed=observed,
+                details=details,
+                error=_error_message(result.exception_info),
+            )
+        )
+    return sorted(outcomes, key=lambda outcome: outcome.index)
+
+
+def month_label(month: date) -> str:
+    return f"{month:%Y-%m}"
+
+
+RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "exclude_unexpected_values": True,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+    "partial_unexpected_count": 0,
+}
+"""Counts and percentages for column expectations (no row dumps); query expectations keep their rows."""
+
+
+def _empty_batch_passes(result: Any) -> bool:
+    """An expectation marked `empty_batch: pass` that saw no rows at all (e.g. no VYBER in an early month)."""
+    meta = result.expectation_config.meta or {}
+    observed = (result.result or {}).get("observed_value")
+    element_count = (result.result or {}).get("element_count")
+    raised = _error_message(result.exception_info) is not None
+    return meta.get("empty_batch") == "pass" and not raised and observed is None and element_count in (None, 0)
+
+
+def _settle_empty_batches(validation: Any) -> None:
+    for result in validation.results:
+        if not result.success and _empty_batch_passes(result):
+            result.success = True
+            result.result = {**(result.result or {}), "observed_value": None, "details": {"rows": 0}}
+    successful = sum(1 for result in validation.results if result.success)
+    validation.success = successful == len(validation.results)
+    validation.statistics.update(
+        {
+            "successful_expectations": successful,
+            "unsuccessful_expectations": len(validation.results) - successful,
+            "success_percent": 100.0 * successful / len(validation.results) if validation.results else None,
+        }
+    )
+
+
+class GxValidator:
+    """An ephemeral GX context with one SQL data source on the ADS database; validates suites in-database.
+
+    A whole-table suite validates a table asset. A monthly suite validates a query asset per window,
+    `SELECT * FROM table WHERE date >= first AND date < end`, so Postgres reads the month through the
+    date index instead of scanning the table for every metric.
+    """
+
+    def __init__(self, target: PostgresTarget):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self._gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.datasource = self.context.data_sources.add_sql(
+            DATASOURCE, connection_string=target.sqlalchemy_url("psycopg2")
+        )
+        self._suites: dict[str, Any] = {}
+        self._batches: dict[str, Any] = {}
+
+    def _suite(self, spec: SuiteSpec) -> Any:
+        if spec.name not in self._suites:
+            self._suites[spec.name] = self.context.suites.add(build_gx_suite(spec))
+        return self._suites[spec.name]
+
+    def _batch_definition(self, spec: SuiteSpec, window: tuple[date, date] | None) -> Any:
+        name = spec.name if window is None else f"{spec.name}@{window[0]:%Y-%m-%d}..{window[1]:%Y-%m-%d}"
+        if name not in self._batches:
+            if window is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    asset = self.datasource.add_table_asset(name, table_name=spec.table, schema_name=spec.schema)
+            else:
+                column = spec.meta.get("date_column", "date")
+                asset = self.datasource.add_query_asset(
+                    name,
+                    query=(
+                        f"SELECT * FROM {spec.qualified_table} "
+                        f"WHERE {column} >= '{window[0].isoformat()}' AND {column} < '{window[1].isoformat()}'"
+                    ),
+                )
+            self._batches[name] = asset.add_batch_definition_whole_table("batch")
+        return self._batches[name]
+
+    def validate(
+        self,
+        spec: SuiteSpec,
+        window: tuple[date, date] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        label: str | None = None,
+    ) -> SuiteOutcome:
+        """Validate `spec` on its whole table, or (monthly suites) on the days [first, end) of `window`."""
+        from great_expectations.validator.v1_validator import Validator
+
+        if (spec.batch is Batch.MONTH) != (window is not None):
+            raise ValueError(f"suite {spec.name} is batched by {spec.batch.value}; window={window}")
+        validator = Validator(
+            batch_definition=self._batch_definition(spec, window), batch_parameters=None, result_format=RESULT_FORMAT
+        )
+        validation = validator.validate_expectation_suite(self._suite(spec), dict(parameters or {}))
+        _settle_empty_batches(validation)
+        validation.meta["batch"] = label or ("all" if window is None else f"{window[0]}..{window[1]}")
+        return SuiteOutcome(
+            suite=spec.name,
+            batch=label or ("all" if window is None else f"{window[0]:%Y-%m}"),
+            success=bool(validation.success),
+            expectations=tuple(_outcomes(validation)),
+            written=spec.written,
+            evaluated=int(validation.statistics["evaluated_expectations"]),
+            parameters=jsonable(dict(parameters or {})),
+            result=json.loads(json.dumps(validation.to_json_dict(), default=str)),
+        )
+
+    def validate_month(self, spec: SuiteSpec, month: date, parameters: Mapping[str, Any] | None = None) -> SuiteOutcome:
+        """Validate one calendar month of a monthly suite; the batch is labelled YYYY-MM."""
+        first = month.replace(day=1)
+        end = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        return self.validate(spec, (first, end), parameters, label=month_label(first))

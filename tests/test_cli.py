@@ -1,0 +1,92 @@
+"""The `ads` command end to end on a small generated data set, in a fresh ADS_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
+from ads_assets.lib.db import connect, embedded_postgres, table_count
+from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
+
+
+def ads(*args: str, home: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "ADS_HOME": str(home)}
+    environment.pop("DAGSTER_HOME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ads_assets.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("generated")
+    result = ads(
+        "generate",
+        "--out",
+        str(folder),
+        "--accounts",
+        "60",
+        "--start",
+        "1993-01",
+        "--end",
+        "1993-06",
+        "--format",
+        "fin",
+        "--seed",
+        "11",
+        "--anomaly-rate",
+        "0.01",
+        home=folder / "unused_home",
+    )
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_generate_writes_eight_relations_and_labels(generated: Path) -> None:
+    names = sorted(path.name for path in generated.glob("*.tsv"))
+    assert names == sorted(f"fin_{name}.tsv" for name in LOAD_ORDER)
+    labels = (generated / "labels.csv").read_text().splitlines()
+    assert labels[0].split(",")[:2] == ["trans_id", "account_id"]
+    assert len(labels) > 1
+
+
+def test_run_twice_is_idempotent_and_reports(generated: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = ads("run", "--source", str(generated), "--output", str(tmp_path / "out"), home=home)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "succeeded" in first.stdout and "raw.fin_trans" in first.stdout
+
+    def counts() -> dict[str, int]:
+        with connect(embedded_postgres(home / "pgdata")) as connection, connection.cursor() as cursor:
+            rows = {name: table_count(cursor, raw_table(RELATIONS[name])) for name in LOAD_ORDER}
+            rows["quarantine"] = table_count(cursor, QUARANTINE_TABLE)
+            rows["runs"] = table_count(cursor, "runs")
+            return rows
+
+    after_first = counts()
+    trans_lines = sum(1 for _ in (generated / "fin_trans.tsv").open())
+    assert after_first["trans"] + after_first["quarantine"] == trans_lines
+    assert after_first["account"] == 60
+    assert after_first["runs"] == 1
+
+    second = ads("run", "--source", str(generated), "--output", str(tmp_path / "out"), home=home)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after_second = counts()
+    assert after_second == {**after_first, "runs": 2}
+
+
+def test_run_on_a_folder_in_neither_format_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "nothing").mkdir()
+    result = ads("run", "--source", str(tmp_path / "nothing"), home=tmp_path / "home")
+    assert result.returncode == 2
+    message = result.stderr.strip()
+    assert message.startswith("ads: error:") and "\n" not in message
