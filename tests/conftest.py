@@ -17,6 +17,8 @@ os.environ.setdefault("XDG_RUNTIME_DIR", str(SESSION_ROOT / "runtime"))
 for variable in ("ADS_DATABASE_URL", "ADS_SOURCE", "ADS_OUTPUT", "ADS_MONTHS"):
     os.environ.pop(variable, None)
 
+pytest_plugins = ["tests.s3_server"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_BERKA = REPO_ROOT.parent / "shared" / "data" / "berka"
 

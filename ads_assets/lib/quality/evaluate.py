@@ -35,6 +35,7 @@ FRESHNESS = "freshness"
 VOLUME_MONTHLY = "volume_monthly"
 VOLUME_DAILY = "volume_daily"
 MAX_LISTED = 24
+PARAMETERISED_CHECKS = frozenset({"values", "distribution"})
 
 CHECK_DESCRIPTIONS = {
     "schema": "Columns, their Postgres types and NOT NULL columns as in the canonical schema.",
@@ -116,6 +117,10 @@ def _gx_evaluation(
         "observed": {batch: result.observed() for batch, result in list(failed.items())[:MAX_LISTED]}
         or {latest_batch: per_batch[latest_batch].observed()},
     }
+    if check in PARAMETERISED_CHECKS:
+        shown = sorted(failed)[:MAX_LISTED] or [latest_batch]
+        parameters = {outcome.batch: outcome.parameters for outcome in outcomes}
+        observed["parameters"] = {batch: parameters[batch] for batch in shown}
     failures = [
         {"batch": batch, **expectation.as_json()} for batch, result in failed.items() for expectation in result.failed
     ]

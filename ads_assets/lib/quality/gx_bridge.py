@@ -57,10 +57,14 @@ class ExpectationOutcome:
     observed: Any
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    notes: str | None = None
+    condition: str | None = None
 
     def describe(self) -> str:
-        target = f"{self.column}: " if self.column else ""
-        return f"{target}{self.type}"
+        if self.column:
+            where = f" where {self.condition}" if self.condition else ""
+            return f"{self.column}: {self.type}{where}"
+        return f"{self.type} ({self.notes})" if self.notes else self.type
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +159,19 @@ def _observed(result: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     return jsonable(observed), jsonable(details)
 
 
+def _condition(row_condition: Any) -> str | None:
+    """A row condition as `column == value` (GX keeps it as a Condition object or its dict)."""
+    if not row_condition:
+        return None
+    if hasattr(row_condition, "to_dict"):
+        row_condition = row_condition.to_dict()
+    if isinstance(row_condition, Mapping) and {"column", "operator", "parameter"} <= row_condition.keys():
+        column = row_condition["column"]
+        name = column.get("name") if isinstance(column, Mapping) else getattr(column, "name", column)
+        return f"{name} {row_condition['operator']} {row_condition['parameter']!r}"
+    return str(row_condition)
+
+
 def _outcomes(validation: Any) -> list[ExpectationOutcome]:
     outcomes = []
     for result in validation.results:
@@ -172,6 +189,8 @@ def _outcomes(validation: Any) -> list[ExpectationOutcome]:
                 observed=observed,
                 details=details,
                 error=_error_message(result.exception_info),
+                notes=meta.get("notes"),
+                condition=_condition(configuration.kwargs.get("row_condition")),
             )
         )
     return sorted(outcomes, key=lambda outcome: outcome.index)

@@ -1,0 +1,169 @@
+"""IO manager for trained models (the model registry, local or S3) and the resource for published outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from ads_assets.lib.registry import ModelRecord, ModelRegistry
+from ads_assets.lib.storage import OutputStore, is_s3, s3_endpoint_url, s3_region
+from ads_assets.settings import Settings
+
+MODELS_FOLDER = "models"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What a training asset returns: the fitted model and what it was trained on.
+
+    `code_version` defaults to the asset's `code_version`, else the installed ADS version.
+    """
+
+    model: Any
+    metadata: dict[str, Any]
+    training_window: tuple[str, str]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    code_version: str | None = None
+
+
+class ModelIOManager(dg.ConfigurableIOManager):
+    """Stores `TrainedModel` outputs in the model registry at `root` (a folder or `s3://bucket/prefix`).
+
+    Each materialization records the model's version and sha256; a downstream input gets the model object of
+    the version the upstream materialization (of the same partition) recorded, verified against that sha256,
+    or the latest version when there is no such record. S3 objects are written with SSE-KMS (`kms_key_id`,
+    else `ADS_S3_KMS_KEY_ID`, else the default S3 KMS key) through the `s3` resource's client when given.
+    """
+
+    root: str
+    kms_key_id: str | None = None
+    s3: S3Resource | None = None
+
+    def registry(self) -> ModelRegistry:
+        client = self.s3.get_client() if self.s3 is not None and is_s3(self.root) else None
+        return ModelRegistry(self.root, kms_key_id=self.kms_key_id, s3_client=client)
+
+    def handle_output(self, context: dg.OutputContext, obj: TrainedModel) -> None:
+        if not isinstance(obj, TrainedModel):
+            raise TypeError(
+                f"{context.asset_key.to_user_string() if context.has_asset_key else context.name}: the model IO "
+                f"manager stores TrainedModel objects, got {type(obj).__name__}"
+            )
+        name = _model_name(context)
+        record = self.registry().save(
+            name,
+            obj.model,
+            obj.metadata,
+            obj.training_window,
+            obj.parameters,
+            obj.code_version or _code_version(context),
+        )
+        context.add_output_metadata(_record_metadata(record))
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        upstream = context.upstream_output
+        if upstream is None:
+            raise dg.DagsterInvariantViolationError(f"{context.name}: a model input needs an upstream output")
+        name = _model_name(upstream)
+        recorded = _recorded_model(context)
+        model, record = self.registry().load(
+            name,
+            recorded.get("model_version"),
+            expected_sha256=recorded.get("model_sha256"),
+        )
+        context.add_input_metadata({"model_version": record.version, "model_sha256": record.sha256})
+        return model
+
+
+class OutputStoreResource(dg.ConfigurableResource):
+    """Published outputs below `root` (a folder or `s3://bucket/prefix`): monthly Parquet tables, static files."""
+
+    root: str
+
+    def store(self) -> OutputStore:
+        return OutputStore(self.root)
+
+
+def model_io_manager(settings: Settings) -> ModelIOManager:
+    """Models in `$ADS_HOME/models`, or in `{ADS_OUTPUT}/models` when the outputs go to S3."""
+    if is_s3(settings.output):
+        return ModelIOManager(
+            root=f"{settings.output.rstrip('/')}/{MODELS_FOLDER}",
+            s3=S3Resource(region_name=s3_region(), endpoint_url=s3_endpoint_url()),
+        )
+    return ModelIOManager(root=str(settings.models))
+
+
+def output_store_resource(settings: Settings) -> OutputStoreResource:
+    return OutputStoreResource(root=settings.output)
+
+
+def _model_name(context: dg.OutputContext) -> str:
+    if context.has_asset_key:
+        return context.asset_key.to_python_identifier()
+    return f"{context.step_key}__{context.name}".replace("[", "_").replace("]", "")
+
+
+def _code_version(context: dg.OutputContext) -> str:
+    if context.has_asset_key:
+        try:
+            code_version = context.asset_spec.code_version
+        except dg.DagsterInvariantViolationError:
+            code_version = None
+        if code_version:
+            return code_version
+    try:
+        return f"ads-{package_version('ads')}"
+    except PackageNotFoundError:
+        return "ads-unversioned"
+
+
+def _record_metadata(record: ModelRecord) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "model_version": record.version,
+        "model_sha256": record.sha256,
+        "model_path": dg.MetadataValue.url(record.path) if is_s3(record.path) else dg.MetadataValue.path(record.path),
+        "training_window": f"{record.training_window[0]}:{record.training_window[1]}",
+        "code_version": record.code_version,
+        "parameters": dg.MetadataValue.json(record.parameters),
+        "model_metadata": dg.MetadataValue.json(record.metadata),
+    }
+    if isinstance(record.metadata.get("rows"), int):
+        metadata["dagster/row_count"] = record.metadata["rows"]
+    return metadata
+
+
+def _recorded_model(context: dg.InputContext) -> dict[str, str]:
+    """model_version and model_sha256 of the upstream asset's latest materialization (of this partition)."""
+    if not context.has_asset_key:
+        return {}
+    partition = None
+    if context.has_asset_partitions:
+        keys = context.asset_partition_keys
+        if len(keys) != 1:
+            raise dg.DagsterInvariantViolationError(
+                f"{context.name}: a model input maps to one partition of {context.asset_key.to_user_string()}, "
+                f"not {len(keys)}"
+            )
+        partition = keys[0]
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    metadata = records[0].asset_materialization.metadata
+    return {
+        field_name: metadata[field_name].value
+        for field_name in ("model_version", "model_sha256")
+        if field_name in metadata and isinstance(metadata[field_name].value, str)
+    }

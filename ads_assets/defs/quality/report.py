@@ -1,0 +1,39 @@
+"""The data-quality report asset: GX Data Docs of the run's validations, published to `{output}/quality/`."""
+
+import dagster as dg
+
+from ads_assets.defs.ingest.assets import raw_asset_key
+from ads_assets.defs.resources import PostgresResource
+from ads_assets.lib.berka.schema import LOAD_ORDER
+from ads_assets.lib.quality.report import publish_quality_report
+from ads_assets.settings import Settings
+
+QUALITY_REPORT_KEY = dg.AssetKey(["quality", "report"])
+
+
+@dg.asset(
+    key=QUALITY_REPORT_KEY,
+    deps=[raw_asset_key(name) for name in LOAD_ORDER],
+    group_name="quality",
+    kinds={"great_expectations", "html", "postgres"},
+    description=(
+        "Data-quality report of the run: GX Data Docs (static HTML) of every suite and of this run's validation "
+        "results, rebuilt into `{output}/quality/` and linked from this asset's metadata, with a summary of "
+        "`quality.check_results` (run, asset, partition, check, success, observed value, time) for dashboards. "
+        "Runs after the blocking checks of the raw relations; when one fails, the failing check publishes the "
+        "report itself."
+    ),
+)
+def quality_report(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    report = publish_quality_report(postgres.target(), context.run.run_id, Settings.from_env().output)
+    context.log.info(f"Data Docs at {report.index}: {report.summary()}")
+    return dg.MaterializeResult(
+        metadata={
+            "data_docs": dg.MetadataValue.url(report.index.as_uri()),
+            "data_docs_path": dg.MetadataValue.path(str(report.index)),
+            "validations": dg.MetadataValue.int(report.validations),
+            "check_results": dg.MetadataValue.json(report.summary()),
+            "failed_checks": dg.MetadataValue.int(len(report.failed)),
+            "results": dg.MetadataValue.md(report.markdown()),
+        }
+    )

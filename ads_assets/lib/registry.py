@@ -1,0 +1,368 @@
+"""The model registry: versioned, encrypted model files, each with a sha256 manifest verified on load.
+
+A model is stored under `{root}/{name}/{version}/` as `model.joblib.fernet` (local) or `model.joblib` (S3)
+and `manifest.json`: name, version, training window, parameters, code version, metadata (rows, features,
+metrics…), save time, and the sha256 and size of the stored bytes. The version is a short sha256 of the name,
+training window, parameters and code version, so retraining the same thing replaces that version.
+
+Encryption at rest: on a local root, files are encrypted with Fernet under the key in `ADS_MODEL_KEY`; when
+that is unset a key is generated once into `$ADS_HOME/model.key` (mode 0600) and reused, and losing that file
+makes the stored models unreadable. On S3, objects are written with SSE-KMS (`aws:kms`, with the key
+`ADS_S3_KMS_KEY_ID` when set, else the account's default S3 KMS key).
+
+Integrity: the stored bytes begin with a sealed copy of the manifest. `load` checks the sha256 and size of
+the file against the manifest, decrypts, checks the sealed copy against the manifest, and only then
+unpickles, so a changed, truncated or swapped file or a changed manifest raises ModelIntegrityError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from ads_assets.lib.storage import LocalLocation, Location, S3Location, is_s3, open_location
+from ads_assets.settings import Settings
+
+MODEL_KEY_VARIABLE = "ADS_MODEL_KEY"
+KMS_KEY_VARIABLE = "ADS_S3_KMS_KEY_ID"
+KEY_FILE = "model.key"
+MANIFEST_FILE = "manifest.json"
+LOCAL_MODEL_FILE = "model.joblib.fernet"
+S3_MODEL_FILE = "model.joblib"
+MANIFEST_FORMAT = "ads-model/1"
+VERSION_LENGTH = 16
+SEAL_MAGIC = b"ADS-MODEL-1\n"
+_UNSEALED_FIELDS = ("sha256", "size")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ModelIntegrityError(Exception):
+    """A stored model or its manifest was changed, truncated or cannot be decrypted; it is not loaded."""
+
+
+class ModelNotFoundError(LookupError):
+    """No stored model of that name (and version)."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One stored model version, as its manifest describes it."""
+
+    name: str
+    version: str
+    path: str
+    sha256: str
+    metadata: dict[str, Any]
+    training_window: tuple[str, str]
+    parameters: dict[str, Any]
+    code_version: str
+    saved_at: str
+    size: int
+    encryption: str
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], path: str) -> ModelRecord:
+        start, end = manifest["training_window"]
+        return cls(
+            name=manifest["name"],
+            version=manifest["version"],
+            path=path,
+            sha256=manifest["sha256"],
+            metadata=manifest["metadata"],
+            training_window=(start, end),
+            parameters=manifest["parameters"],
+            code_version=manifest["code_version"],
+            saved_at=manifest["saved_at"],
+            size=manifest["size"],
+            encryption=manifest["encryption"]["type"],
+        )
+
+
+def model_version(name: str, training_window: tuple[str, str], parameters: dict[str, Any], code_version: str) -> str:
+    """Short sha256 of name, training window, parameters (sorted JSON) and code version."""
+    identity = canonical_json([name, list(training_window), parameters, code_version])
+    return hashlib.sha256(identity).hexdigest()[:VERSION_LENGTH]
+
+
+def model_key(home: Path | None = None) -> bytes:
+    """The Fernet key for local model files: `ADS_MODEL_KEY`, else `{home}/model.key`, created (0600) when absent.
+
+    `home` defaults to `ADS_HOME`. A new key is written to a temporary file and linked into place, so concurrent
+    first runs agree on one key.
+    """
+    if os.environ.get(MODEL_KEY_VARIABLE):
+        return _checked_key(os.environ[MODEL_KEY_VARIABLE].encode(), MODEL_KEY_VARIABLE)
+    home = home if home is not None else Settings.from_env().home
+    key_file = home / KEY_FILE
+    if not key_file.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        temporary = home / f".{KEY_FILE}.{uuid.uuid4().hex}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(Fernet.generate_key())
+            os.link(temporary, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    return _checked_key(key_file.read_bytes().strip(), str(key_file))
+
+
+def _checked_key(key: bytes, origin: str) -> bytes:
+    try:
+        Fernet(key)
+    except ValueError as error:
+        raise ValueError(f"{origin} is not a Fernet key (32 url-safe base64-encoded bytes): {error}") from None
+    return key
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted, compact JSON; numpy scalars and arrays become numbers and lists, other objects strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+class ModelRegistry:
+    """Trained models below a local folder or an `s3://bucket/prefix` root; see the module docstring."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        key: bytes | None = None,
+        kms_key_id: str | None = None,
+        s3_client: Any | None = None,
+    ) -> None:
+        """`key`: the Fernet key for a local root (default: `model_key()`, read on first use).
+
+        `kms_key_id`: the KMS key for an S3 root (default: `ADS_S3_KMS_KEY_ID`, else the default S3 KMS key).
+        `s3_client`: a boto3 S3 client (default: one on `ADS_S3_ENDPOINT_URL` / `AWS_ENDPOINT_URL`).
+        """
+        self.root = str(root)
+        self._key = key
+        if is_s3(self.root):
+            self.kms_key_id = kms_key_id or os.environ.get(KMS_KEY_VARIABLE) or None
+            put_args = {"ServerSideEncryption": "aws:kms"}
+            if self.kms_key_id:
+                put_args["SSEKMSKeyId"] = self.kms_key_id
+            self.location: Location = open_location(self.root, client=s3_client, put_args=put_args)
+            self.model_file = S3_MODEL_FILE
+        else:
+            self.kms_key_id = None
+            self.location = open_location(self.root)
+            self.model_file = LOCAL_MODEL_FILE
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.root!r})"
+
+    @property
+    def encrypted_locally(self) -> bool:
+        return isinstance(self.location, LocalLocation)
+
+    def where(self, key: str) -> str:
+        """The local path, or the s3:// URL, of a key below the root."""
+        return str(self.location.path(key)) if isinstance(self.location, LocalLocation) else self.location.url(key)
+
+    def _fernet(self) -> Fernet:
+        if self._key is None:
+            self._key = model_key()
+        return Fernet(self._key)
+
+    def save(
+        self,
+        name: str,
+        model_object: Any,
+        metadata: dict[str, Any],
+        training_window: tuple[str, str],
+        parameters: dict[str, Any],
+        code_version: str,
+    ) -> ModelRecord:
+        """Store `model_object` as a version of `name`; saving the same version again replaces it."""
+        import joblib
+
+        _check_name(name)
+        start, end = training_window
+        version = model_version(name, (start, end), parameters, code_version)
+        encryption: dict[str, Any] = {"type": "fernet" if self.encrypted_locally else "aws:kms"}
+        if self.kms_key_id:
+            encryption["kms_key_id"] = self.kms_key_id
+        body = json.loads(
+            canonical_json(
+                {
+                    "format": MANIFEST_FORMAT,
+                    "name": name,
+                    "version": version,
+                    "file": self.model_file,
+                    "encryption": encryption,
+                    "saved_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                    "training_window": [start, end],
+                    "parameters": parameters,
+                    "code_version": code_version,
+                    "metadata": metadata,
+                }
+            )
+        )
+        sealed = canonical_json(body)
+        buffer = io.BytesIO()
+        joblib.dump(model_object, buffer)
+        payload = SEAL_MAGIC + len(sealed).to_bytes(8, "big") + sealed + buffer.getvalue()
+        stored = self._fernet().encrypt(payload) if self.encrypted_locally else payload
+        manifest = body | {"sha256": hashlib.sha256(stored).hexdigest(), "size": len(stored)}
+        folder = f"{name}/{version}"
+        self.location.write_bytes(f"{folder}/{self.model_file}", stored, content_type="application/octet-stream")
+        path = self.where(f"{folder}/{self.model_file}")
+        self.location.write_bytes(
+            f"{folder}/{MANIFEST_FILE}",
+            json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"),
+            content_type="application/json",
+        )
+        return ModelRecord.from_manifest(manifest, path)
+
+    def versions(self, name: str) -> list[str]:
+        """The stored versions of `name`, oldest save first; [] when there are none."""
+        return [record.version for record in self._records(name)]
+
+    def record(self, name: str, version: str | None = None) -> ModelRecord:
+        """The manifest of a version (the latest by default), without reading or verifying the model file."""
+        if version is None:
+            records = self._records(name)
+            if not records:
+                raise ModelNotFoundError(f"no model {name!r} in {self.root}")
+            return records[-1]
+        return ModelRecord.from_manifest(self._manifest(name, version), self.where(self._model_key(name, version)))
+
+    def load(
+        self, name: str, version: str | None = None, *, expected_sha256: str | None = None
+    ) -> tuple[Any, ModelRecord]:
+        """The verified model object and its record: the latest version by default.
+
+        `expected_sha256`, e.g. from the run that saved it, must also match. Raises ModelNotFoundError when
+        absent and ModelIntegrityError when the file or manifest was changed.
+        """
+        import joblib
+
+        version = version if version is not None else self.record(name).version
+        manifest = self._manifest(name, version)
+        key = self._model_key(name, version)
+        url = self.where(key)
+        record = ModelRecord.from_manifest(manifest, url)
+        stored = self._read_model(key, url)
+        digest = hashlib.sha256(stored).hexdigest()
+        if digest != manifest["sha256"] or len(stored) != manifest["size"]:
+            raise ModelIntegrityError(
+                f"{url} was changed or truncated: sha256 {digest} ({len(stored)} bytes), the manifest says "
+                f"{manifest['sha256']} ({manifest['size']} bytes); refusing to load"
+            )
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise ModelIntegrityError(
+                f"{url} has sha256 {digest}, expected {expected_sha256}: the model and its manifest were replaced"
+            )
+        if self.encrypted_locally:
+            try:
+                payload = self._fernet().decrypt(stored)
+            except InvalidToken:
+                raise ModelIntegrityError(
+                    f"{url} cannot be decrypted with the model key: it was altered, or written under another key "
+                    f"({MODEL_KEY_VARIABLE} / $ADS_HOME/{KEY_FILE}); refusing to load"
+                ) from None
+        else:
+            payload = stored
+        model_bytes = self._unseal(payload, manifest, url)
+        return joblib.load(io.BytesIO(model_bytes)), record
+
+    def _records(self, name: str) -> list[ModelRecord]:
+        _check_name(name)
+        records = []
+        for key in self.location.list(name):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == MANIFEST_FILE:
+                manifest = self._manifest(name, parts[1])
+                records.append(ModelRecord.from_manifest(manifest, self.where(self._model_key(name, parts[1]))))
+        return sorted(records, key=lambda record: (record.saved_at, record.version))
+
+    def _model_key(self, name: str, version: str) -> str:
+        return f"{name}/{version}/{self.model_file}"
+
+    def _manifest(self, name: str, version: str) -> dict[str, Any]:
+        _check_name(name)
+        _check_name(version)
+        key = f"{name}/{version}/{MANIFEST_FILE}"
+        url = self.where(key)
+        try:
+            text = self.location.read_bytes(key)
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}") from None
+        try:
+            manifest = json.loads(text)
+            ModelRecord.from_manifest(manifest, url)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelIntegrityError(f"{url} is not a valid model manifest ({error}); refusing to load") from None
+        if manifest.get("format") != MANIFEST_FORMAT or (manifest["name"], manifest["version"]) != (name, version):
+            raise ModelIntegrityError(
+                f"{url} describes {manifest['name']!r} version {manifest['version']!r} "
+                f"({manifest.get('format')}), not {name!r} version {version!r}; refusing to load"
+            )
+        return manifest
+
+    def _read_model(self, key: str, url: str) -> bytes:
+        try:
+            if not isinstance(self.location, S3Location):
+                return self.location.read_bytes(key)
+            response = self.location.get_object(key)
+        except FileNotFoundError:
+            raise ModelIntegrityError(f"{url} is missing although its manifest exists; refusing to load") from None
+        with response["Body"] as body:
+            stored = body.read()
+        if response.get("ServerSideEncryption") != "aws:kms":
+            raise ModelIntegrityError(
+                f"{url} is stored with encryption {response.get('ServerSideEncryption')!r}, not SSE-KMS; "
+                f"refusing to load"
+            )
+        return stored
+
+    def _unseal(self, payload: bytes, manifest: dict[str, Any], url: str) -> bytes:
+        header_end = len(SEAL_MAGIC) + 8
+        if not payload.startswith(SEAL_MAGIC) or len(payload) < header_end:
+            raise ModelIntegrityError(f"{url} is not an ADS model file; refusing to load")
+        length = int.from_bytes(payload[len(SEAL_MAGIC) : header_end], "big")
+        try:
+            sealed = json.loads(payload[header_end : header_end + length])
+        except ValueError:
+            raise ModelIntegrityError(f"{url} has a damaged sealed manifest; refusing to load") from None
+        body = {field: value for field, value in manifest.items() if field not in _UNSEALED_FIELDS}
+        if canonical_json(sealed) != canonical_json(body):
+            changed = sorted(
+                field
+                for field in set(sealed) | set(body)
+                if canonical_json(sealed.get(field)) != canonical_json(body.get(field))
+            )
+            manifest_url = url.rsplit("/", 1)[0] + f"/{MANIFEST_FILE}"
+            raise ModelIntegrityError(
+                f"{manifest_url} was changed: {', '.join(changed)} differ from the copy sealed in {url}; "
+                f"refusing to load"
+            )
+        return payload[header_end + length :]
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"model names and versions are letters, digits, '_', '.', '-': {name!r}")
+    return name

@@ -1,0 +1,188 @@
+"""The output store: monthly Parquet in Hive layout on a local folder and on S3 (moto's server on loopback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from ads_assets.lib.storage import OutputStore, SchemaMismatchError, s3_endpoint_url, s3_region
+
+
+def month_frame(month: str, ids: list[int]) -> pd.DataFrame:
+    """Rows of every column type the published tables use."""
+    return pd.DataFrame(
+        {
+            "trans_id": pd.array(ids, dtype="int64"),
+            "account_id": pd.array([10 + i if i % 3 else None for i in ids], dtype="Int64"),
+            "amount": [float(i) * 1.25 for i in ids],
+            "kind": [f"k{i}" if i % 2 else None for i in ids],
+            "date": pd.to_datetime([f"{month}-{1 + i % 28:02d}" for i in ids]),
+            "is_anomaly": [i % 5 == 0 for i in ids],
+            "score": pd.array([i / 100 for i in ids], dtype="float32"),
+        }
+    )
+
+
+FRAMES = {"1994-01": month_frame("1994-01", [1, 2, 3, 4, 5]), "1994-02": month_frame("1994-02", [6, 7, 8])}
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> OutputStore:
+    if request.param == "local":
+        return OutputStore(str(tmp_path / "ads_output"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return OutputStore(f"s3://{bucket}/runs/ads_output")
+
+
+def stored_keys(store: OutputStore) -> set[str]:
+    return set(store.location.list())
+
+
+def test_two_months_read_back_with_identical_values_and_dtypes(store: OutputStore) -> None:
+    for month, frame in FRAMES.items():
+        store.write_partition("anomalies", month, frame)
+
+    table = store.read_table("anomalies")
+    back = table.to_pandas()
+
+    expected = pd.concat(FRAMES.values(), ignore_index=True)
+    pd.testing.assert_frame_equal(back.drop(columns="month"), expected, check_exact=True)
+    assert back["month"].tolist() == ["1994-01"] * 5 + ["1994-02"] * 3
+    assert table.schema.field("month").type == pa.string()
+    assert store.months("anomalies") == ["1994-01", "1994-02"]
+    only_february = store.read_table("anomalies", months=["1994-02"]).to_pandas()
+    pd.testing.assert_frame_equal(only_february.drop(columns="month"), FRAMES["1994-02"])
+
+
+def test_layout_is_hive_table_month_part_file(store: OutputStore) -> None:
+    for month, frame in FRAMES.items():
+        url = store.write_partition("anomalies", month, frame)
+        assert url == store.url(f"anomalies/month={month}/part-0.parquet")
+
+    assert stored_keys(store) == {
+        "anomalies/_schema.arrow",
+        "anomalies/month=1994-01/part-0.parquet",
+        "anomalies/month=1994-02/part-0.parquet",
+    }
+    filesystem, base = store.location.arrow("anomalies")
+    dataset = ds.dataset(base, filesystem=filesystem, format="parquet", partitioning="hive")
+    assert sorted(dataset.to_table().column("month").to_pylist()) == ["1994-01"] * 5 + ["1994-02"] * 3
+
+
+def test_rewriting_a_month_replaces_it(store: OutputStore) -> None:
+    for month, frame in FRAMES.items():
+        store.write_partition("anomalies", month, frame)
+    stale = "anomalies/month=1994-01/part-1.parquet"
+    pq_bytes = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(FRAMES["1994-01"], preserve_index=False), pq_bytes)
+    store.location.write_bytes(stale, pq_bytes.getvalue().to_pybytes())
+
+    rerun = month_frame("1994-01", [100, 101])
+    store.write_partition("anomalies", "1994-01", rerun)
+    store.write_partition("anomalies", "1994-01", rerun)
+
+    back = store.read_table("anomalies").to_pandas()
+    assert back["trans_id"].tolist() == [100, 101, 6, 7, 8]
+    assert stale not in stored_keys(store)
+    assert len(stored_keys(store)) == 3
+
+
+def test_an_empty_month_keeps_the_types(store: OutputStore) -> None:
+    store.write_partition("anomalies", "1994-01", FRAMES["1994-01"])
+    untyped_empty = pd.DataFrame({column: pd.Series([], dtype=object) for column in FRAMES["1994-01"].columns})
+    store.write_partition("anomalies", "1994-02", untyped_empty)
+
+    empty = store.read_table("anomalies", months=["1994-02"])
+    assert empty.num_rows == 0
+    assert empty.schema.remove(empty.schema.get_field_index("month")).equals(
+        store.schema("anomalies"), check_metadata=False
+    )
+    pd.testing.assert_series_equal(
+        empty.to_pandas().drop(columns="month").dtypes, FRAMES["1994-01"].dtypes, check_index=True
+    )
+    assert store.read_table("anomalies", months=["1995-06"]).num_rows == 0
+
+
+def test_an_explicit_schema_types_a_first_empty_month(store: OutputStore) -> None:
+    schema = pa.schema([("trans_id", pa.int64()), ("label", pa.string())])
+    store.write_partition("labels", "1994-01", pd.DataFrame({"trans_id": [], "label": []}), schema=schema)
+    store.write_partition("labels", "1994-02", pa.table({"label": ["x"], "trans_id": pa.array([7], pa.int32())}))
+
+    table = store.read_table("labels")
+    assert table.schema.field("trans_id").type == pa.int64()
+    assert table.to_pylist() == [{"trans_id": 7, "label": "x", "month": "1994-02"}]
+
+
+def test_frames_that_do_not_fit_are_refused(store: OutputStore) -> None:
+    store.write_partition("anomalies", "1994-01", FRAMES["1994-01"])
+
+    with pytest.raises(SchemaMismatchError, match=r"missing \['score'\], extra \['extra'\]"):
+        store.write_partition("anomalies", "1994-02", FRAMES["1994-02"].drop(columns="score").assign(extra=1))
+    with pytest.raises(SchemaMismatchError, match="does not fit"):
+        store.write_partition("anomalies", "1994-02", FRAMES["1994-02"].assign(amount="not a number"))
+    with pytest.raises(SchemaMismatchError, match="drop_table"):
+        store.write_partition("anomalies", "1994-02", FRAMES["1994-02"], schema=pa.schema([("x", pa.int8())]))
+    with pytest.raises(ValueError, match="other months"):
+        store.write_partition("anomalies", "1994-02", FRAMES["1994-02"].assign(month="1994-03"))
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        store.write_partition("anomalies", "1994-13", FRAMES["1994-02"])
+    with pytest.raises(SchemaMismatchError, match="without a type"):
+        store.write_partition("other", "1994-01", pd.DataFrame({"x": pd.Series([], dtype=object)}))
+    assert store.months("anomalies") == ["1994-01"]
+
+
+def test_a_month_column_equal_to_the_partition_is_dropped(store: OutputStore) -> None:
+    store.write_partition("anomalies", "1994-02", FRAMES["1994-02"].assign(month="1994-02"))
+    assert store.read_table("anomalies").column_names == [*FRAMES["1994-02"].columns, "month"]
+
+
+def test_static_files_and_urls(store: OutputStore) -> None:
+    url = store.write_text("quality/index.html", "<html>ok</html>")
+    store.write_text("quality/static/logo.bin", b"\x00\x01")
+
+    assert url == store.url("quality/index.html")
+    assert store.read_bytes("quality/index.html") == b"<html>ok</html>"
+    assert store.read_bytes("quality/static/logo.bin") == b"\x00\x01"
+    with pytest.raises(ValueError):
+        store.write_text("../escape.html", "x")
+    with pytest.raises(FileNotFoundError):
+        store.read_table("missing")
+
+
+def test_urls_name_the_root(tmp_path: Path) -> None:
+    assert OutputStore(str(tmp_path)).url("a/b.html") == (tmp_path / "a" / "b.html").as_uri()
+    assert OutputStore("s3://bucket/some/prefix/").url("a/b.html") == "s3://bucket/some/prefix/a/b.html"
+    assert OutputStore("s3://bucket").url("a/b.html") == "s3://bucket/a/b.html"
+
+
+def test_s3_objects_are_where_the_layout_says(s3: Any, s3_bucket: str) -> None:
+    store = OutputStore(f"s3://{s3_bucket}/ads")
+    store.write_partition("anomalies", "1994-01", FRAMES["1994-01"])
+    store.write_text("quality/index.html", "<html/>")
+
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert sorted(keys) == [
+        "ads/anomalies/_schema.arrow",
+        "ads/anomalies/month=1994-01/part-0.parquet",
+        "ads/quality/index.html",
+    ]
+    assert s3.head_object(Bucket=s3_bucket, Key="ads/quality/index.html")["ContentType"] == "text/html"
+
+
+def test_endpoint_and_region_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("ADS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    assert s3_endpoint_url() is None
+    assert s3_region() == "us-east-1"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    assert s3_endpoint_url() == "http://127.0.0.1:1"
+    assert s3_region() == "eu-central-1"
+    monkeypatch.setenv("ADS_S3_ENDPOINT_URL", "http://127.0.0.1:2")
+    assert s3_endpoint_url() == "http://127.0.0.1:2"
