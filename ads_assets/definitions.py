@@ -1,19 +1,37 @@
 """The ADS code location: every asset, check, job and resource, assembled in one `Definitions`."""
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
+from ads_assets.defs.dbt.assets import dbt_models, dbt_partitioned_models
+from ads_assets.defs.dbt.project import dbt_project
+from ads_assets.defs.detection.assets import anomaly_models, missing_payments, transaction_scores
 from ads_assets.defs.ingest.assets import raw_assets
+from ads_assets.defs.io_managers import model_io_manager, output_store_resource
 from ads_assets.defs.jobs import ads_full_job
+from ads_assets.defs.quality import feature_quality_checks, quality_assets, quality_checks
 from ads_assets.defs.resources import postgres_resource, source_resource
 from ads_assets.settings import Settings
 
 settings = Settings.from_env()
 
 defs = dg.Definitions(
-    assets=[*raw_assets],
+    assets=[
+        *raw_assets,
+        dbt_models,
+        dbt_partitioned_models,
+        *quality_assets,
+        anomaly_models,
+        transaction_scores,
+        missing_payments,
+    ],
+    asset_checks=[*quality_checks, *feature_quality_checks],
     jobs=[ads_full_job],
     resources={
         "postgres": postgres_resource(settings),
         "berka_source": source_resource(settings),
+        "dbt": DbtCliResource(project_dir=dbt_project),
+        "models": model_io_manager(settings),
+        "output_store": output_store_resource(settings),
     },
 )

@@ -12,6 +12,17 @@ from ads_assets.environment import Environment
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import connect, table_count
 from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
+from ads_assets.lib.tables import FEATURES_TABLE, MISSING_PAYMENTS_TABLE, MISSING_TABLE, SCORES_TABLE
+
+DOWNSTREAM_TABLES = (FEATURES_TABLE, MISSING_PAYMENTS_TABLE, SCORES_TABLE, MISSING_TABLE)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    asset: str
+    name: str
+    passed: bool
+    blocking: bool
 
 
 @dataclass
@@ -21,8 +32,9 @@ class RunSummary:
     seconds: float
     table_rows: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
-    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
+    flagged: int = 0
     outputs: str = ""
 
     def render(self) -> str:
@@ -32,14 +44,17 @@ class RunSummary:
         total_quarantined = sum(self.quarantined.values())
         lines.append(f"quarantined rows: {total_quarantined:,}")
         lines += [f"  {relation:<40} {rows:>10,}" for relation, rows in self.quarantined.items() if rows]
-        passed = sum(1 for check in self.checks if check[2])
+        passed = sum(1 for check in self.checks if check.passed)
         lines.append(f"checks: {passed} passed, {len(self.checks) - passed} failed")
         lines += [
-            f"  FAILED {asset} {check} ({severity})" for asset, check, success, severity in self.checks if not success
+            f"  FAILED ({'blocking' if check.blocking else 'warning'}) {check.asset} {check.name}"
+            for check in self.checks
+            if not check.passed
         ]
+        lines.append(f"flagged anomalies: {self.flagged:,} transactions")
         if self.failed_steps:
             lines.append("failed steps: " + ", ".join(self.failed_steps))
-        lines.append(f"outputs: {self.outputs}")
+        lines.append(f"outputs: {self.outputs} (transaction_scores/, missing_payments/, quality/)")
         return "\n".join(lines)
 
 
@@ -71,11 +86,11 @@ def run_pipeline(environment: Environment) -> RunSummary:
         event.step_key or "" for event in result.all_events if event.event_type_value == "STEP_FAILURE"
     ]
     summary.checks = [
-        (
-            evaluation.asset_key.to_user_string(),
-            evaluation.check_name,
-            evaluation.passed,
-            evaluation.severity.value,
+        CheckOutcome(
+            asset=evaluation.asset_key.to_user_string(),
+            name=evaluation.check_name,
+            passed=evaluation.passed,
+            blocking=bool(evaluation.blocking),
         )
         for evaluation in result.get_asset_check_evaluations()
     ]
@@ -88,3 +103,10 @@ def _count_tables(environment: Environment, summary: RunSummary) -> None:
         for name in LOAD_ORDER:
             summary.table_rows[raw_table(RELATIONS[name])] = table_count(cursor, raw_table(RELATIONS[name]))
             summary.quarantined[name] = table_count(cursor, QUARANTINE_TABLE, "WHERE relation = %s", (name,))
+        for table in DOWNSTREAM_TABLES:
+            cursor.execute("SELECT to_regclass(%s)", (table,))
+            if cursor.fetchone()[0] is not None:
+                summary.table_rows[table] = table_count(cursor, table)
+        cursor.execute("SELECT to_regclass(%s)", (SCORES_TABLE,))
+        if cursor.fetchone()[0] is not None:
+            summary.flagged = table_count(cursor, SCORES_TABLE, "WHERE is_anomaly")

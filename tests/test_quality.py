@@ -104,7 +104,8 @@ FEATURE_STAND_IN = f"""
 CREATE SCHEMA IF NOT EXISTS marts;
 CREATE TABLE marts.fct_transaction_features AS
 SELECT trans_id, account_id, date AS trans_date, date_trunc('month', date)::date AS trans_month,
-    type AS transaction_type, CASE WHEN type = 'PRIJEM' THEN 1 ELSE -1 END AS direction, amount,
+    CASE type WHEN 'PRIJEM' THEN 'credit' WHEN 'VYDAJ' THEN 'debit' ELSE 'cash_withdrawal' END AS transaction_type,
+    CASE WHEN type = 'PRIJEM' THEN 1 ELSE -1 END AS direction, amount,
     balance AS balance_after, 'none'::text AS card_type, 'none'::text AS loan_status,
     extract(day FROM date)::int AS day_of_month, extract(isodow FROM date)::int AS day_of_week,
     extract(month FROM date)::int AS month_of_year, 0::numeric AS ledger_gap

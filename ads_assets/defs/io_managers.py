@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -48,7 +49,10 @@ class ModelIOManager(dg.ConfigurableIOManager):
         client = self.s3.get_client() if self.s3 is not None and is_s3(self.root) else None
         return ModelRegistry(self.root, kms_key_id=self.kms_key_id, s3_client=client)
 
-    def handle_output(self, context: dg.OutputContext, obj: TrainedModel) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: TrainedModel | Mapping[str, TrainedModel]) -> None:
+        if isinstance(obj, Mapping):
+            self._handle_partitioned_output(context, obj)
+            return
         if not isinstance(obj, TrainedModel):
             raise TypeError(
                 f"{context.asset_key.to_user_string() if context.has_asset_key else context.name}: the model IO "
@@ -65,11 +69,38 @@ class ModelIOManager(dg.ConfigurableIOManager):
         )
         context.add_output_metadata(_record_metadata(record))
 
+    def _handle_partitioned_output(self, context: dg.OutputContext, models: Mapping[str, TrainedModel]) -> None:
+        """One model per partition key, for an output that spans several partitions (a single-run backfill)."""
+        expected = set(context.asset_partition_keys) if context.has_asset_partitions else set()
+        if set(models) != expected:
+            raise dg.DagsterInvariantViolationError(
+                f"{_model_name(context)}: models for partitions {sorted(models)} but the output covers {sorted(expected)}"
+            )
+        registry = self.registry()
+        recorded: dict[str, dict[str, str]] = {}
+        for partition_key, trained in sorted(models.items()):
+            record = registry.save(
+                _partition_model_name(_model_name(context), partition_key),
+                trained.model,
+                trained.metadata,
+                trained.training_window,
+                trained.parameters,
+                trained.code_version or _code_version(context),
+            )
+            recorded[partition_key] = {
+                "model_version": record.version,
+                "model_sha256": record.sha256,
+                "training_window": f"{record.training_window[0]}:{record.training_window[1]}",
+            }
+        context.add_output_metadata({"model_count": len(recorded), "models": dg.MetadataValue.json(recorded)})
+
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         if upstream is None:
             raise dg.DagsterInvariantViolationError(f"{context.name}: a model input needs an upstream output")
         name = _model_name(upstream)
+        if context.has_asset_partitions and upstream.has_asset_partitions:
+            return self._load_partitioned(context, name)
         recorded = _recorded_model(context)
         model, record = self.registry().load(
             name,
@@ -78,6 +109,20 @@ class ModelIOManager(dg.ConfigurableIOManager):
         )
         context.add_input_metadata({"model_version": record.version, "model_sha256": record.sha256})
         return model
+
+    def _load_partitioned(self, context: dg.InputContext, name: str) -> dict[str, Any]:
+        """Per partition key of the input, that partition's model, verified against the recorded sha256."""
+        registry = self.registry()
+        loaded: dict[str, Any] = {}
+        for partition_key in context.asset_partition_keys:
+            recorded = _recorded_partition_model(context, partition_key)
+            model, _ = registry.load(
+                _partition_model_name(name, partition_key),
+                recorded.get("model_version"),
+                expected_sha256=recorded.get("model_sha256"),
+            )
+            loaded[partition_key] = model
+        return loaded
 
 
 class OutputStoreResource(dg.ConfigurableResource):
@@ -136,6 +181,22 @@ def _record_metadata(record: ModelRecord) -> dict[str, Any]:
     if isinstance(record.metadata.get("rows"), int):
         metadata["dagster/row_count"] = record.metadata["rows"]
     return metadata
+
+
+def _partition_model_name(name: str, partition_key: str) -> str:
+    return f"{name}__{partition_key}"
+
+
+def _recorded_partition_model(context: dg.InputContext, partition_key: str) -> dict[str, str]:
+    """The version and sha256 that the latest materialization of `partition_key` recorded for it."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition_key]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    models = records[0].asset_materialization.metadata.get("models")
+    recorded = models.value.get(partition_key, {}) if models is not None and isinstance(models.value, dict) else {}
+    return {key: value for key, value in recorded.items() if key in ("model_version", "model_sha256")}
 
 
 def _recorded_model(context: dg.InputContext) -> dict[str, str]:

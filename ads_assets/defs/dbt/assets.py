@@ -1,0 +1,77 @@
+"""dbt models as Dagster assets: one lineage from raw files to per-transaction features."""
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from ads_assets.defs.dbt.project import dbt_project, ensure_manifest
+from ads_assets.defs.partitions import monthly_partitions
+from ads_assets.defs.resources import PostgresResource
+
+PARTITIONED_MODELS = "fct_transaction_features"
+LAYER_OF_FOLDER = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
+
+
+class AdsDbtTranslator(DagsterDbtTranslator):
+    """Models keyed by layer (`marts/fct_transaction_features`); sources keyed as the ingestion assets (`raw/fin_trans`)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return dg.AssetKey([self._layer(dbt_resource_props), dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "features" if self._layer(dbt_resource_props) == "marts" else "dbt_" + self._layer(dbt_resource_props)
+
+    @staticmethod
+    def _layer(dbt_resource_props: Mapping[str, Any]) -> str:
+        folders = dbt_resource_props.get("fqn", [])[1:-1]
+        return next((LAYER_OF_FOLDER[folder] for folder in folders if folder in LAYER_OF_FOLDER), "models")
+
+
+translator = AdsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+manifest = ensure_manifest(dbt_project)
+
+
+def _run_dbt(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource, dbt_vars: dict[str, str]
+) -> Iterator:
+    os.environ.update(postgres.dbt_env())
+    arguments = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
+    yield from dbt.cli(arguments, context=context).stream()
+
+
+@dbt_assets(
+    manifest=manifest,
+    exclude=PARTITIONED_MODELS,
+    dagster_dbt_translator=translator,
+    name="dbt_models",
+)
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
+    """Staging views (renamed, decoded relations), intermediate models and the unpartitioned marts."""
+    yield from _run_dbt(context, dbt, postgres, {})
+
+
+@dbt_assets(
+    manifest=manifest,
+    select=PARTITIONED_MODELS,
+    dagster_dbt_translator=translator,
+    partitions_def=monthly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    name="dbt_partitioned_models",
+)
+def dbt_partitioned_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
+) -> Iterator:
+    """The monthly feature table, rebuilt for the run's window of months in one dbt invocation."""
+    window = context.partition_time_window
+    yield from _run_dbt(
+        context,
+        dbt,
+        postgres,
+        {"min_date": f"{window.start:%Y-%m-%d}", "max_date": f"{window.end:%Y-%m-%d}"},
+    )

@@ -1,0 +1,1 @@
+"""Detection: per-month models, transaction scores with reasons, missing recurring payments."""

@@ -1,0 +1,84 @@
+"""Calibration of raw detector scores against the detector's training reference distribution.
+
+`TailCalibrator.fit(reference)` keeps a quantile grid of the raw scores of the training rows and an
+exponential model of their upper tail. `cdf(raw)` is then the share of the reference scoring at most
+`raw` (linear between grid points) and, above the reference's (1 - tail) quantile q, the fitted tail
+1 - tail * exp(-(raw - q) / scale), which keeps growing beyond the largest reference score instead of
+saturating at 1. The map is fixed once fitted: the same raw score gets the same calibrated score in
+every month, unlike a min-max of the scored batch, so months are comparable and a quiet month stays
+quiet. `evidence(raw)` = -log10(1 - cdf(raw)) is the same thing on an additive scale (3 = as rare as
+1 row in 1,000 of the reference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+
+MIN_TAIL_PROBABILITY = 1e-12
+
+
+@dataclass
+class TailCalibrator:
+    """Empirical CDF of a reference sample with an exponential upper tail."""
+
+    grid_size: int = 2001
+    tail: float = 0.01
+    values_: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    probabilities_: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tail_start_: float = 0.0
+    tail_scale_: float = 1.0
+    reference_size_: int = 0
+
+    def fit(self, reference: np.ndarray) -> Self:
+        """Fit on the raw scores of the training reference (NaN ignored); returns self."""
+        reference = np.asarray(reference, dtype=np.float64)
+        reference = np.sort(reference[np.isfinite(reference)])
+        if not len(reference):
+            raise ValueError("cannot calibrate on an empty reference")
+        probabilities = np.linspace(0.0, 1.0, self.grid_size)
+        quantiles = np.quantile(reference, probabilities)
+        right = np.searchsorted(reference, quantiles, side="right") / len(reference)
+        values, last = np.unique(quantiles[::-1], return_index=True)
+        self.values_ = values
+        self.probabilities_ = np.maximum.accumulate(right[::-1][last])
+        self.tail_start_ = float(np.quantile(reference, 1.0 - self.tail))
+        excess = reference[reference > self.tail_start_] - self.tail_start_
+        spread = float(np.std(reference)) or 1.0
+        self.tail_scale_ = float(excess.mean()) if len(excess) and excess.mean() > 0 else 0.1 * spread
+        self.reference_size_ = len(reference)
+        return self
+
+    def tail_probability(self, raw: np.ndarray) -> np.ndarray:
+        """Share of the reference expected to score at least `raw`, in (0, 1]."""
+        if not self.reference_size_:
+            raise RuntimeError("TailCalibrator is not fitted")
+        raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=-np.inf)
+        below = 1.0 - np.interp(raw, self.values_, self.probabilities_, left=0.0, right=1.0)
+        start = max(1.0 - float(np.interp(self.tail_start_, self.values_, self.probabilities_)), 1e-9)
+        with np.errstate(over="ignore", invalid="ignore"):
+            beyond = start * np.exp(-(raw - self.tail_start_) / self.tail_scale_)
+        probability = np.where(raw > self.tail_start_, beyond, below)
+        return np.clip(probability, MIN_TAIL_PROBABILITY, 1.0)
+
+    def cdf(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated scores in [0, 1], non-decreasing in `raw`."""
+        return 1.0 - self.tail_probability(raw)
+
+    def evidence(self, raw: np.ndarray) -> np.ndarray:
+        """-log10 of the tail probability: 0 for typical rows, 2 for the reference's top 1 %, and so on."""
+        return -np.log10(self.tail_probability(raw))
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-serializable description (reference size, tail start and scale, a few quantiles)."""
+        return {
+            "reference_size": self.reference_size_,
+            "tail": self.tail,
+            "tail_start": self.tail_start_,
+            "tail_scale": self.tail_scale_,
+            "quantiles": {
+                str(q): float(np.interp(q, self.probabilities_, self.values_)) for q in (0.5, 0.9, 0.99, 0.999)
+            },
+        }

@@ -1,0 +1,391 @@
+"""Named rules for the things that are certain, each with a severity and a plain reason.
+
+A rule reads mart columns only and returns, per row, a severity in [0, 1] (0 = not hit) and, for the
+rows it hits, a reason an analyst can check against the ledger, with the real numbers:
+
+- `ledger_break`: the balance after the transaction does not follow from the account's previous
+  balance and the amount (`ledger_gap` beyond rounding). Severity 0.85..1 with the size of the gap.
+- `duplicate_posting`: a second (third, ...) posting of the same amount, type and counterparty on the
+  same account and day; the first posting (lowest trans_id) is not hit. A payment to a named
+  counterparty posted twice is near-certain (0.9); identical cash or card withdrawals happen
+  legitimately (two withdrawals of 500 at a machine), so they only get 0.35.
+- `amount_beyond_history`: the amount is far beyond the account's 90-day history of the same kind,
+  judged against how much that history varies (and how much the kind varies at least: cash is
+  discretionary, standing orders repeat): 10x a standing payment that never changed is certain, 10x
+  the largest of a cash history that already spans 1..8x is not. An amount that is exactly the usual
+  (specific, non-round) amount times 10 or 100, or exactly a tenth of it, is a typing error whatever
+  the kind: an extra or missing zero. The severity is reduced for a thin history (one or two earlier
+  transactions; none with a single one, which is too often an account's small opening deposit) and
+  for immaterial amounts (in district monthly salaries).
+- `burst`: many withdrawals of one kind (cash, card) on one day: 4 = 0.25 .. 7 or more = 1, raised
+  when the day's spending is also far above the account's usual spending day.
+- `new_payee_large`: a first payment to a counterparty the account never paid, large in itself
+  (from half to two district monthly salaries) or 1.5..4x the account's largest earlier payment
+  (weighted by its size up to one monthly salary, so a first 300 after earlier payments of 50 is
+  not an alert). A one-off transfer counts fully; a new standing-order kind (household, insurance,
+  loan) 0.6.
+
+`RuleSet.evaluate(frame)` returns every rule's severities and reasons; `RuleSet.score(frame)` combines
+them as a noisy-OR, 1 - prod(1 - severity).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .base import flag, numeric, text
+from .features import SPENDING_KINDS, iso_dates, kind_label, plural, salary, with_frame_context
+
+CERTAIN = 0.95
+"""A rule severity at or above this is certain: the ensemble ranks such rows above every other row."""
+UNCERTAIN_MAX = 0.9
+"""The highest severity of rules that judge behaviour (amounts, bursts, payees): never certain."""
+
+LEDGER_TOLERANCE = 0.5
+"""Crowns: a ledger gap up to this is rounding, not a break."""
+
+KIND_SPREAD: dict[str, float] = {
+    "cash_withdrawal": 0.35,
+    "card_withdrawal": 0.35,
+    "cash_credit": 0.35,
+    "interest_credited": 0.5,
+    "sanction_interest": 0.5,
+    "remittance_to_other_bank": 0.1,
+    "collection_from_other_bank": 0.1,
+    "other_credit": 0.35,
+    "other_debit": 0.35,
+}
+"""log10(largest / median) a kind's amounts span at least, whatever a short history shows: cash is
+discretionary and interest follows the balance, while standing orders, pensions and fees repeat."""
+
+
+def money(value: float) -> str:
+    """An amount as an analyst reads it: 52,000 or 1,234.50."""
+    if value is None or not np.isfinite(value):
+        return "unknown"
+    return f"{value:,.0f}" if abs(value - round(value)) < 0.005 else f"{value:,.2f}"
+
+
+def times(value: float) -> str:
+    """A ratio as '14 times' / '2.5 times'."""
+    return f"{value:,.0f} times" if value >= 9.95 else f"{value:.1f} times"
+
+
+@dataclass
+class RuleResult:
+    """One rule's verdict on every row of a frame."""
+
+    rule: str
+    severity: np.ndarray
+    reasons: np.ndarray
+    """Object array: the reason of each hit row, None elsewhere."""
+
+    @property
+    def hits(self) -> np.ndarray:
+        return self.severity > 0
+
+
+class Rule(ABC):
+    """A named, explainable check over mart rows."""
+
+    name: str = "rule"
+    description: str = ""
+
+    @abstractmethod
+    def evaluate(self, frame: pd.DataFrame) -> RuleResult:
+        """Severity and reason of every row (`frame` carries `features.with_frame_context` columns)."""
+
+    def _result(self, frame: pd.DataFrame, severity: np.ndarray, reason: Any) -> RuleResult:
+        severity = np.clip(np.nan_to_num(severity, nan=0.0), 0.0, 1.0)
+        reasons = np.full(len(frame), None, dtype=object)
+        for row in np.flatnonzero(severity > 0):
+            reasons[row] = reason(row)
+        return RuleResult(self.name, severity, reasons)
+
+
+class LedgerBreak(Rule):
+    name = "ledger_break"
+    description = "The balance after the transaction does not follow from the previous balance and the amount."
+
+    def __init__(self, tolerance: float = LEDGER_TOLERANCE) -> None:
+        self.tolerance = tolerance
+
+    def evaluate(self, frame: pd.DataFrame) -> RuleResult:
+        gap = np.nan_to_num(numeric(frame, "ledger_gap"), nan=0.0)
+        size = np.abs(gap)
+        with np.errstate(divide="ignore"):
+            growth = np.clip(np.log10(np.maximum(size, 1.0)) / 3, 0, 1)
+            severity = np.where(size > self.tolerance, CERTAIN + (1 - CERTAIN) * growth, 0)
+        after = numeric(frame, "balance_after")
+        kinds = kind_label(frame)
+        amount = numeric(frame, "amount")
+
+        def reason(row: int) -> str:
+            return (
+                f"balance after this {kinds[row]} of {money(amount[row])} is {money(after[row])}, but the "
+                f"account's previous balance and the amount give {money(after[row] - gap[row])}: the ledger is "
+                f"off by {'+' if gap[row] > 0 else '-'}{money(abs(gap[row]))}"
+            )
+
+        return self._result(frame, severity, reason)
+
+
+class DuplicatePosting(Rule):
+    name = "duplicate_posting"
+    description = "The same amount, type and counterparty posted again on the same account and day."
+
+    def __init__(self, counterparty_severity: float = CERTAIN, cash_severity: float = 0.35) -> None:
+        self.counterparty_severity = counterparty_severity
+        self.cash_severity = cash_severity
+
+    def evaluate(self, frame: pd.DataFrame) -> RuleResult:
+        rank = numeric(frame, "posting_rank")
+        repeated = flag(frame, "is_duplicate_posting") & (rank >= 1)
+        payee = text(frame, "counterparty_account")
+        bank = text(frame, "counterparty_bank")
+        has_payee = payee != ""
+        severity = np.where(repeated, np.where(has_payee, self.counterparty_severity, self.cash_severity), 0.0)
+        amount = numeric(frame, "amount")
+        kinds = kind_label(frame)
+        dates = iso_dates(frame, "trans_date")
+
+        def reason(row: int) -> str:
+            target = f" to account {payee[row]} at bank {bank[row]}" if has_payee[row] else ""
+            ordinal = {1: "second", 2: "third"}.get(int(rank[row]), f"{int(rank[row]) + 1}th")
+            return (
+                f"{ordinal} identical {kinds[row]} of {money(amount[row])}{target} posted on {dates[row]}: "
+                f"the same amount, type and counterparty were already posted that day"
+            )
+
+        return self._result(frame, severity, reason)
+
+
+class AmountBeyondHistory(Rule):
+    name = "amount_beyond_history"
+    description = "The amount is far beyond the account's 90-day history of the same kind, given how much it varies."
+
+    def __init__(self, start: float = 1.5, width: float = 4.0) -> None:
+        self.start = start
+        self.width = width
+
+    def evaluate(self, frame: pd.DataFrame) -> RuleResult:
+        amount = numeric(frame, "amount")
+        count = np.nan_to_num(numeric(frame, "kind_txn_count_90d"), nan=0.0)
+        median = numeric(frame, "kind_amount_median_90d")
+        largest = numeric(frame, "kind_amount_max_90d")
+        valid = (count >= 1) & (median > 0) & (largest > 0) & (amount > 0)
+        safe_median, safe_largest = np.where(valid, median, 1.0), np.where(valid, largest, 1.0)
+        safe_amount = np.where(valid, amount, 1.0)
+        spread = np.where(valid, np.log10(safe_largest / safe_median), 0.0)
+        above = np.where(valid, np.log10(safe_amount / safe_largest), 0.0)
+        prior = np.asarray([KIND_SPREAD.get(kind, 0.0) for kind in text(frame, "transaction_kind")])
+        tolerance = 0.15 + 0.5 * np.fmax(spread, prior)
+        high = (above / tolerance - self.start) / self.width
+        confidence = np.select([count >= 3, count >= 2], [1.0, 0.75], 0.0)
+        excess = np.where(above > 0, amount - largest, median - amount) / salary(frame)
+        materiality = np.clip(0.6 + np.abs(excess), 0.6, 1.0)
+        severity = np.clip(high, 0, 1) * confidence * UNCERTAIN_MAX * materiality
+        shifted = self._power_of_ten(safe_amount, safe_median, count)
+        severity = np.where(valid, np.fmax(severity, np.where(shifted != 0, CERTAIN, 0.0)), 0.0)
+        kinds = kind_label(frame)
+
+        def reason(row: int) -> str:
+            history = f"{plural(count[row], kinds[row])} of the previous 90 days"
+            if shifted[row] > 0:
+                return (
+                    f"{kinds[row]} of {money(amount[row])} is exactly {10 ** shifted[row]:,} times this account's usual "
+                    f"{money(median[row])} (the 90-day median of its {history}): an extra zero?"
+                )
+            if shifted[row] < 0:
+                return (
+                    f"{kinds[row]} of {money(amount[row])} is exactly 1/{10 ** -shifted[row]:,} of this account's usual "
+                    f"{money(median[row])} (the 90-day median of its {history}): a missing digit?"
+                )
+            if count[row] <= 1:
+                return (
+                    f"{kinds[row]} of {money(amount[row])} is {times(amount[row] / largest[row])} the only "
+                    f"{kinds[row]} of the previous 90 days ({money(largest[row])})"
+                )
+            return (
+                f"{kinds[row]} of {money(amount[row])} is {times(amount[row] / median[row])} this account's "
+                f"90-day median ({money(median[row])}) and {times(amount[row] / largest[row])} the largest of "
+                f"its {history} ({money(largest[row])})"
+            )
+
+        return self._result(frame, severity, reason)
+
+    @staticmethod
+    def _power_of_ten(amount: np.ndarray, usual: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """+k where the amount is exactly the usual amount times 10^k (k >= 1), -k for 10^-k, else 0.
+
+        Exact to the cent, and only for a specific usual amount (three or more significant digits,
+        such as 636.80, not 500 or 1,900), where a power of ten cannot be a coincidence of round
+        numbers. A missing digit
+        needs two earlier transactions, so a single earlier error is not taken as the usual amount.
+        """
+        nearest = np.rint(np.log10(amount / usual))
+        expected = usual * 10.0**nearest
+        cents = np.rint(usual * 100).astype(np.int64)
+        specific = np.zeros(len(usual), dtype=bool)
+        for row in np.flatnonzero(np.abs(nearest) >= 1):
+            specific[row] = len(str(abs(int(cents[row]))).rstrip("0")) >= 3
+        exact = np.abs(amount - expected) <= 1e-6 * np.maximum(amount, expected) + 1e-9
+        enough = np.where(nearest < 0, count >= 2, count >= 1)
+        return np.where(specific & exact & enough & (nearest != 0), nearest, 0).astype(np.int64)
+
+
+class Burst(Rule):
+    name = "burst"
+    description = "Many withdrawals of one kind on one day, beyond what the account's habit explains."
+
+    def __init__(self, minimum: int = 4, habit_days: float = 10.0, margin: float = 2.0) -> None:
+        self.minimum = minimum
+        self.habit_days = habit_days
+        self.margin = margin
+
+    def evaluate(self, frame: pd.DataFrame) -> RuleResult:
+        kinds = text(frame, "transaction_kind")
+        spending = np.isin(kinds, list(SPENDING_KINDS))
+        count = numeric(frame, "same_day_kind_count")
+        history = np.nan_to_num(numeric(frame, "kind_txn_count_90d"), nan=0.0)
+        allowed = 1.0 + history / self.habit_days
+        excess = count - allowed
+        ratio = np.nan_to_num(numeric(frame, "day_spend_ratio"), nan=0.0)
+        with np.errstate(divide="ignore"):
+            boost = 0.2 * np.clip(np.log2(np.maximum(ratio, 1.0)) / 3, 0, 1)
+        hit = spending & (count >= self.minimum) & (excess >= self.margin)
+        severity = np.where(hit, UNCERTAIN_MAX * np.clip((excess - self.margin + 1) / 4 + 0.15 + boost, 0, 1), 0.0)
+        day_spend = numeric(frame, "day_spend")
+        usual = numeric(frame, "usual_daily_spend_90d")
+        dates = iso_dates(frame, "trans_date")
+        labels = kind_label(frame)
+
+        def reason(row: int) -> str:
+            usual_text = f" (usual spending day {money(usual[row])})" if np.isfinite(usual[row]) else ""
+            return (
+                f"{plural(count[row], labels[row])} on {dates[row]}, spending {money(day_spend[row])} that day"
+                f"{usual_text}; the account made {int(history[row])} in the previous 90 days"
+            )
+
+        return self._result(frame, severity, reason)
+
+
+class NewPayeeLarge(Rule):
+    name = "new_payee_large"
+    description = "A first payment to a new counterparty, large against the account's earlier payments or in itself."
+
+    def __init__(
+        self,
+        minimum_ratio: float = 1.5,
+        full_ratio: float = 4.0,
+        minimum_salaries: float = 0.5,
+        full_salaries: float = 2.0,
+        standing_weight: float = 0.6,
+    ) -> None:
+        self.minimum_ratio = minimum_ratio
+        self.full_ratio = full_ratio
+        self.minimum_salaries = minimum_salaries
+        self.full_salaries = full_salaries
+        self.standing_weight = standing_weight
+
+    def evaluate(self, frame: pd.DataFrame) -> RuleResult:
+        new = flag(frame, "is_new_counterparty") & (numeric(frame, "direction") < 0)
+        amount = numeric(frame, "amount")
+        largest = numeric(frame, "max_previous_payment")
+        paid_before = largest > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.nan_to_num(np.where(paid_before, amount / largest, 0.0), nan=0.0, posinf=0.0)
+        salaries = amount / salary(frame)
+        by_ratio = _log_scale(ratio, self.minimum_ratio, self.full_ratio) * np.clip(salaries, 0.0, 1.0)
+        by_size = _log_scale(salaries, self.minimum_salaries, self.full_salaries)
+        categories = text(frame, "category")
+        weight = np.where(np.isin(categories, ["", "unspecified"]), 1.0, self.standing_weight)
+        evidence = np.fmax(np.where(paid_before, by_ratio, 0.0), by_size)
+        severity = np.where(new, UNCERTAIN_MAX * evidence * weight, 0.0)
+        payee = text(frame, "counterparty_account")
+        bank = text(frame, "counterparty_bank")
+        labels = kind_label(frame)
+
+        def reason(row: int) -> str:
+            target = f"account {payee[row]} at bank {bank[row]}"
+            size = f"{money(amount[row])} ({salaries[row]:.1f} district monthly salaries)"
+            if not paid_before[row]:
+                compared = "the account's first payment to anyone"
+            elif ratio[row] < 1:
+                compared = f"the account's largest earlier payment was {money(largest[row])}"
+            else:
+                compared = f"{times(ratio[row])} the account's largest earlier payment ({money(largest[row])})"
+            return f"first {labels[row]} to {target}, a payee never paid before: {size}, {compared}"
+
+        return self._result(frame, severity, reason)
+
+
+def _log_scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """0 at or below `low`, 1 at or above `high`, log-linear between."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = (np.log(np.maximum(values, 1e-12)) - np.log(low)) / (np.log(high) - np.log(low))
+    return np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0)
+
+
+def default_rules() -> list[Rule]:
+    return [LedgerBreak(), DuplicatePosting(), AmountBeyondHistory(), Burst(), NewPayeeLarge()]
+
+
+@dataclass
+class RuleReport:
+    """Every rule's verdict on a frame."""
+
+    results: dict[str, RuleResult] = field(default_factory=dict)
+
+    def severities(self) -> pd.DataFrame:
+        """One column of severities per rule."""
+        return pd.DataFrame({name: result.severity for name, result in self.results.items()})
+
+    def strongest(self) -> np.ndarray:
+        """The highest rule severity of each row."""
+        if not self.results:
+            return np.zeros(0)
+        return np.max(np.vstack([result.severity for result in self.results.values()]), axis=0)
+
+    def combined(self) -> np.ndarray:
+        """Noisy-OR of the rules' severities: 1 - prod(1 - severity)."""
+        if not self.results:
+            return np.zeros(0)
+        keep = np.ones_like(next(iter(self.results.values())).severity)
+        for result in self.results.values():
+            keep = keep * (1.0 - result.severity)
+        return 1.0 - keep
+
+    def fired(self, row: int) -> list[dict[str, Any]]:
+        """The rules that hit `row`, most severe first, each with severity and reason."""
+        hits = [
+            {"rule": name, "severity": round(float(result.severity[row]), 4), "reason": result.reasons[row]}
+            for name, result in self.results.items()
+            if result.severity[row] > 0
+        ]
+        return sorted(hits, key=lambda hit: -hit["severity"])
+
+
+class RuleSet:
+    """A list of rules evaluated together."""
+
+    name = "rules"
+
+    def __init__(self, rules: list[Rule] | None = None) -> None:
+        self.rules = default_rules() if rules is None else list(rules)
+
+    def evaluate(self, frame: pd.DataFrame) -> RuleReport:
+        context = with_frame_context(frame)
+        return RuleReport({rule.name: rule.evaluate(context) for rule in self.rules})
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.evaluate(frame).combined()
+
+    def explain(self, frame: pd.DataFrame, top: int = 3) -> list[dict[str, Any]]:
+        report = self.evaluate(frame)
+        return [{"detector": self.name, "rules": report.fired(row)[:top]} for row in range(len(frame))]

@@ -1,0 +1,264 @@
+"""Reasons for every flagged transaction, as JSON-serializable dicts an analyst can read.
+
+`explain_rows(ensemble, frame)` scores `frame` (or takes an existing `Scored`) and, for each flagged
+row (or every row), returns:
+
+- `sentence`: one plain sentence with real numbers, e.g. "cash withdrawal of 52,000 is 14 times this
+  account's 90-day median (3,700)": the reason of the strongest rule that fired when that rule is
+  strong (severity >= 0.5) or the rules carry most of the score, else the clause of the feature that
+  pushed the Isolation Forest hardest;
+- `rules`: every rule that fired, most severe first, with severity and reason;
+- `features`: the Isolation Forest's top features by SHAP value, each with the feature's value and
+  the account's typical value in mart units (crowns, counts, days);
+- `detectors`: each part's own score and its contribution to the ensemble score;
+- identifiers (trans_id, account_id, trans_date, trans_month), `score` and `flagged`.
+
+SHAP convention: values come from `shap.TreeExplainer` on the fitted IsolationForest, which explains
+the trees' expected isolation path length (a long path means normal). They are negated here, so a
+POSITIVE value pushes the row TOWARD ANOMALOUS and a negative value toward normal; the values of a
+row sum (with the explainer's base value) to its negated path length, i.e. they are additive in the
+forest's raw anomaly score. Only the explained rows go through TreeExplainer, so explaining one
+month's flagged rows (about 1 % of the month) takes seconds.
+
+Contributions: the ensemble's evidence is 1 - (1 - R)(1 - M) for the rules' part R and the ML part M,
+so -log(1 - evidence) = -log(1 - R) - log(1 - M) is additive; `contribution` is each part's share of
+it, the ML share split between the ML detectors by their weighted evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ads_assets.lib.detectors.features import (
+    FEATURES_BY_NAME,
+    describe,
+    iso_date,
+    iso_dates,
+    kind_label,
+    plural,
+    salary,
+    with_frame_context,
+)
+from ads_assets.lib.detectors.iforest import IsolationForestDetector
+from ads_assets.lib.detectors.rules import money, times
+
+if TYPE_CHECKING:
+    from ads_assets.lib.detectors.ensemble import EnsembleDetector, Scored
+
+TOP_FEATURES = 3
+RULE_SENTENCE = 0.5
+"""The sentence quotes the strongest rule when its severity reaches this or the rules carry most of the score."""
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(number, 4) if np.isfinite(number) else None
+
+
+def _ratio(value: float, typical: float) -> float:
+    return value / typical if typical and np.isfinite(typical) and typical > 0 else float("nan")
+
+
+def _clause(feature: str, row: pd.Series, kind: str, value: float, typical: float) -> str:
+    """The plain-language clause behind one model feature for one row."""
+    amount = money(float(row.get("amount", np.nan)))
+    date = iso_date(row.get("trans_date"))
+    ratio = _ratio(value, typical)
+    clauses: dict[str, Callable[[], str]] = {
+        "amount_vs_median": lambda: (
+            f"{kind} of {amount} is {times(ratio)} this account's 90-day median ({money(typical)})"
+            if ratio >= 1
+            else f"{kind} of {amount} is a small fraction (1/{1 / ratio:,.0f}) of this account's 90-day median ({money(typical)})"
+        ),
+        "amount_vs_max": lambda: (
+            f"{kind} of {amount} is {times(ratio)} the largest {kind} of the previous 90 days ({money(typical)})"
+        ),
+        "amount_zscore": lambda: (
+            f"{kind} of {amount} is {times(ratio)} this account's 90-day mean ({money(typical)})"
+            if ratio >= 1
+            else f"{kind} of {amount} is far below this account's 90-day mean ({money(typical)})"
+        ),
+        "history_depth": lambda: (
+            f"first {kind} of this account in 90 days"
+            if not value
+            else f"{kind} of {amount} after {plural(value, kind)} in the previous 90 days"
+        ),
+        "same_day_kind_count": lambda: f"{plural(value, kind)} by this account on {date}",
+        "same_day_count": lambda: (
+            f"{kind} of {amount}, one of {plural(value, 'transaction')} by this account on {date}"
+        ),
+        "week_count": lambda: (
+            f"{kind} of {amount}, one of {plural(value, 'transaction')} by this account in the 7 days to {date}"
+        ),
+        "day_spend_vs_usual": lambda: (
+            f"{kind} of {amount}: the account spent {money(value)} on {date}, {times(ratio)} its usual spending day "
+            f"({money(typical)})"
+        ),
+        "month_spend_vs_usual": lambda: (
+            f"{kind} of {amount}: the account has spent {money(value)} this month, {times(ratio)} its usual month "
+            f"({money(typical)})"
+        ),
+        "new_payee": lambda: f"first {kind} of {amount} to a counterparty this account never dealt with",
+        "payment_vs_largest": lambda: (
+            f"payment of {amount} is {times(ratio)} the account's largest earlier payment ({money(typical)})"
+        ),
+        "days_since_previous": lambda: f"{kind} of {amount} after {value:,.0f} days without any transaction",
+        "balance_change": lambda: f"{kind} of {amount} moves the balance from {money(typical)} to {money(value)}",
+        "overdraft": lambda: f"{kind} of {amount} leaves the account overdrawn at {money(value)}",
+        "amount_vs_salary": lambda: (
+            f"{kind} of {amount} is {_ratio(value, typical):.1f} average monthly salaries of the owner's district"
+        ),
+    }
+    try:
+        return clauses[feature]()
+    except (KeyError, ValueError, ZeroDivisionError, OverflowError):
+        return (
+            f"{kind} of {amount}: unusual {FEATURES_BY_NAME[feature].label if feature in FEATURES_BY_NAME else feature}"
+        )
+
+
+def _sentence(clause: str) -> str:
+    clause = clause.strip()
+    return clause[:1].upper() + clause[1:] + ("" if clause.endswith(".") else ".")
+
+
+def _contributions(
+    rules_score: float, ml_score: float, evidence: dict[str, float], weights: dict[str, float]
+) -> dict[str, float]:
+    """Shares of -log(1 - evidence) of the rules and of each ML detector."""
+    rules_part = -np.log1p(-min(rules_score, 1 - 1e-12))
+    ml_part = -np.log1p(-min(ml_score, 1 - 1e-12))
+    total = rules_part + ml_part
+    if total <= 0:
+        return {"rules": 0.0, **{name: 0.0 for name in evidence}}
+    weighted = {name: weights.get(name, 1.0) * max(value, 0.0) for name, value in evidence.items()}
+    weighted_total = sum(weighted.values())
+    shares = {"rules": round(float(rules_part / total), 4)}
+    for name, value in weighted.items():
+        share = value / weighted_total if weighted_total > 0 else 1.0 / max(len(weighted), 1)
+        shares[name] = round(float(ml_part / total * share), 4)
+    return shares
+
+
+def explain_rows(
+    ensemble: EnsembleDetector,
+    frame: pd.DataFrame,
+    scored: Scored | None = None,
+    only_flagged: bool = True,
+    top: int = TOP_FEATURES,
+) -> list[dict[str, Any]]:
+    """One JSON-serializable explanation per flagged row of `frame` (or per row), in frame order."""
+    context = with_frame_context(frame.reset_index(drop=True))
+    if scored is None:
+        scored = ensemble.score_frame(context)
+    table = scored.table
+    positions = np.flatnonzero(table["flagged"].to_numpy()) if only_flagged else np.arange(len(table))
+    if not len(positions):
+        return []
+    subset = context.iloc[positions]
+    forest = next((d for d in ensemble.detectors if isinstance(d, IsolationForestDetector)), None)
+    shap_values, names = (None, [])
+    if forest is not None:
+        shap_values, matrix = forest.shap_values(subset)
+        names = list(matrix.columns)
+    shown = {name: describe(subset, name) for name in names}
+    kinds = kind_label(subset)
+    ml_names = [detector.name for detector in ensemble.detectors]
+    detector_evidence = {
+        detector.name: detector.calibrator_.evidence(detector.raw_score(subset))
+        for detector in ensemble.detectors
+        if detector.calibrator_ is not None
+    }
+    dates = iso_dates(subset, "trans_date")
+    months = iso_dates(subset, "trans_month")
+    salaries = salary(subset)
+    out: list[dict[str, Any]] = []
+    for index, position in enumerate(positions):
+        row = subset.iloc[index]
+        fired = scored.rules.fired(int(position))
+        features: list[dict[str, Any]] = []
+        if shap_values is not None:
+            for column in np.argsort(-shap_values[index])[:top]:
+                if shap_values[index, column] <= 0:
+                    continue
+                name = names[column]
+                value, typical = shown[name][0][index], shown[name][1][index]
+                if name == "amount_vs_salary":
+                    typical = salaries[index]
+                features.append(
+                    {
+                        "feature": name,
+                        "label": FEATURES_BY_NAME[name].label,
+                        "shap": round(float(shap_values[index, column]), 4),
+                        "value": _finite(value),
+                        "typical": _finite(typical),
+                        "text": _clause(name, row, kinds[index], float(value), float(typical)),
+                    }
+                )
+        record = table.iloc[int(position)]
+        evidence = {name: float(values[index]) for name, values in detector_evidence.items()}
+        detectors = {
+            "rules": {"score": round(float(record["rules_score"]), 4)},
+            **{
+                name: {"score": round(float(record[f"{name}_score"]), 4), "evidence": round(evidence[name], 3)}
+                for name in ml_names
+            },
+            "ml": {"score": round(float(record["ml_score"]), 4)},
+        }
+        contributions = _contributions(
+            float(record["rules_score"]), float(record["ml_score"]), evidence, ensemble.weights
+        )
+        for name, share in contributions.items():
+            detectors.setdefault(name, {})["contribution"] = share
+        if fired and (fired[0]["severity"] >= RULE_SENTENCE or contributions["rules"] >= 0.5 or not features):
+            sentence = _sentence(fired[0]["reason"])
+        elif features:
+            sentence = _sentence(features[0]["text"])
+        else:
+            sentence = _sentence(
+                f"{kinds[index]} of {money(float(row.get('amount', np.nan)))} scored unusual by the detectors"
+            )
+        out.append(
+            {
+                "trans_id": int(row["trans_id"]),
+                "account_id": int(row["account_id"]),
+                "trans_date": dates[index],
+                "trans_month": months[index],
+                "transaction_kind": str(row.get("transaction_kind", "")),
+                "amount": _finite(row.get("amount")),
+                "score": round(float(record["score"]), 4),
+                "flagged": bool(record["flagged"]),
+                "sentence": sentence,
+                "rules": fired,
+                "features": features,
+                "detectors": detectors,
+            }
+        )
+    return out
+
+
+def explanation_frame(explanations: list[dict[str, Any]]) -> pd.DataFrame:
+    """Explanations as a table: one row per explained transaction, nested parts as JSON text."""
+    import json
+
+    rows = []
+    for item in explanations:
+        rows.append(
+            {
+                **{
+                    key: item[key]
+                    for key in ("trans_id", "account_id", "trans_date", "trans_month", "score", "sentence")
+                },
+                "rules": json.dumps(item["rules"]),
+                "features": json.dumps(item["features"]),
+                "detectors": json.dumps(item["detectors"]),
+            }
+        )
+    return pd.DataFrame(rows)

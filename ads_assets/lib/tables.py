@@ -1,0 +1,139 @@
+"""Bulk reads of mart tables into pandas and writes of anomaly tables, through Postgres COPY."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import date
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+FEATURES_TABLE = "marts.fct_transaction_features"
+MISSING_PAYMENTS_TABLE = "marts.fct_missing_payments"
+ANOMALY_SCHEMA = "anomaly"
+SCORES_TABLE = f"{ANOMALY_SCHEMA}.transaction_scores"
+MISSING_TABLE = f"{ANOMALY_SCHEMA}.missing_payments"
+CONFIRMED_TABLE = f"{ANOMALY_SCHEMA}.confirmed_anomalies"
+
+ANOMALY_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {ANOMALY_SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
+    trans_id bigint NOT NULL,
+    account_id bigint NOT NULL,
+    trans_date date NOT NULL,
+    month text NOT NULL,
+    score double precision NOT NULL,
+    is_anomaly boolean NOT NULL,
+    iforest_score double precision,
+    lof_score double precision,
+    rule_hits text[] NOT NULL,
+    reasons jsonb,
+    model_version text NOT NULL,
+    scored_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transaction_scores_month_idx ON {SCORES_TABLE} (month);
+CREATE INDEX IF NOT EXISTS transaction_scores_trans_id_idx ON {SCORES_TABLE} (trans_id);
+CREATE INDEX IF NOT EXISTS transaction_scores_flagged_idx ON {SCORES_TABLE} (month, score DESC) WHERE is_anomaly;
+CREATE TABLE IF NOT EXISTS {MISSING_TABLE} (
+    account_id bigint NOT NULL,
+    month text NOT NULL,
+    expected_payee text,
+    category text,
+    expected_amount numeric(14, 2),
+    last_seen text,
+    expectation_source text,
+    published_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS missing_payments_month_idx ON {MISSING_TABLE} (month);
+CREATE TABLE IF NOT EXISTS {CONFIRMED_TABLE} (
+    trans_id bigint PRIMARY KEY,
+    confirmed_by text,
+    confirmed_at timestamptz NOT NULL DEFAULT now(),
+    note text
+);
+"""
+
+
+SCORES_PARQUET_SCHEMA = pa.schema(
+    [
+        ("trans_id", pa.int64()),
+        ("account_id", pa.int64()),
+        ("trans_date", pa.date32()),
+        ("score", pa.float64()),
+        ("is_anomaly", pa.bool_()),
+        ("iforest_score", pa.float64()),
+        ("lof_score", pa.float64()),
+        ("rule_hits", pa.list_(pa.string())),
+        ("reasons", pa.string()),
+        ("model_version", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+"""`{output}/transaction_scores/month=YYYY-MM/`: the columns of anomaly.transaction_scores; `reasons` is JSON text."""
+
+MISSING_PARQUET_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.int64()),
+        ("expected_payee", pa.string()),
+        ("category", pa.string()),
+        ("expected_amount", pa.float64()),
+        ("last_seen", pa.string()),
+        ("expectation_source", pa.string()),
+        ("published_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+"""`{output}/missing_payments/month=YYYY-MM/`: the columns of anomaly.missing_payments."""
+
+
+def ensure_anomaly_schema(cursor: psycopg.Cursor) -> None:
+    """Create the anomaly schema: transaction scores, missing payments and analyst-confirmed anomalies."""
+    cursor.execute(ANOMALY_DDL)
+
+
+def read_query(connection: psycopg.Connection, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
+    """Run `query` and return its rows as a DataFrame, streamed through COPY as CSV and parsed by pyarrow."""
+    buffer = io.BytesIO()
+    with connection.cursor() as cursor:
+        bound = psycopg.ClientCursor(connection).mogrify(query, params) if params else query
+        with cursor.copy(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    buffer.seek(0)
+    if not buffer.getbuffer().nbytes:
+        return pd.DataFrame()
+    table = pa_csv.read_csv(
+        buffer,
+        convert_options=pa_csv.ConvertOptions(true_values=["t"], false_values=["f"], strings_can_be_null=True),
+    )
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get, date_as_object=False)
+
+
+def read_window(connection: psycopg.Connection, table: str, date_column: str, start: date, end: date) -> pd.DataFrame:
+    """Rows of `table` whose `date_column` lies in [start, end)."""
+    return read_query(
+        connection,
+        f"SELECT * FROM {table} WHERE {date_column} >= %s AND {date_column} < %s ORDER BY {date_column}",
+        (start, end),
+    )
+
+
+def confirmed_anomalies(connection: psycopg.Connection) -> set[int]:
+    with connection.cursor() as cursor:
+        ensure_anomaly_schema(cursor)
+        cursor.execute(f"SELECT trans_id FROM {CONFIRMED_TABLE}")
+        return {int(row[0]) for row in cursor.fetchall()}
+
+
+def replace_month(connection: psycopg.Connection, table: str, month: str, frame: pd.DataFrame) -> int:
+    """Delete `month` from `table` and COPY `frame` in, in one transaction; returns rows written."""
+    columns = list(frame.columns)
+    with connection.transaction(), connection.cursor() as cursor:
+        ensure_anomaly_schema(cursor)
+        cursor.execute(f"DELETE FROM {table} WHERE month = %s", (month,))
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None):
+                copy.write_row(row)
+    return len(frame)
