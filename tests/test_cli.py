@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import connect, embedded_postgres, table_count
 from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
+from ads_assets.lib.storage import OutputStore
+from ads_assets.lib.tables import MISSING_TABLE, SCORES_TABLE, read_query
 
 
 def ads(*args: str, home: Path) -> subprocess.CompletedProcess:
@@ -78,10 +81,38 @@ def test_run_twice_is_idempotent_and_reports(generated: Path, tmp_path: Path) ->
     assert after_first["account"] == 60
     assert after_first["runs"] == 1
 
+    assert_published_outputs(home, tmp_path / "out", after_first["trans"])
+
     second = ads("run", "--source", str(generated), "--output", str(tmp_path / "out"), home=home)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after_second = counts()
     assert after_second == {**after_first, "runs": 2}
+
+
+def assert_published_outputs(home: Path, output: Path, transactions: int) -> None:
+    """Scores for every transaction in Postgres and Parquet, reasons for every alert, missing payments by month."""
+    with connect(embedded_postgres(home / "pgdata")) as connection:
+        scores = read_query(connection, f"SELECT * FROM {SCORES_TABLE}")
+        months = {row[0] for row in connection.execute("SELECT DISTINCT to_char(date, 'YYYY-MM') FROM raw.fin_trans")}
+        missing = table_count(connection.cursor(), MISSING_TABLE)
+    assert len(scores) == transactions
+    assert set(scores["month"]) == months
+    assert scores["score"].between(0, 1).all()
+    flagged = scores[scores["is_anomaly"]]
+    assert 0 < len(flagged) <= 0.05 * len(scores)
+    for reasons in flagged["reasons"]:
+        explanation = json.loads(reasons)
+        assert explanation["sentence"].strip()
+    parquet = OutputStore(str(output)).read_table("transaction_scores").to_pandas()
+    assert len(parquet) == transactions
+    assert sorted(parquet["month"].astype(str).unique()) == sorted(months)
+    assert sorted(path.name for path in (output / "transaction_scores").glob("month=*")) == [
+        f"month={month}" for month in sorted(months)
+    ]
+    assert sorted(path.name for path in (output / "missing_payments").glob("month=*")) == [
+        f"month={month}" for month in sorted(months)
+    ]
+    assert len(OutputStore(str(output)).read_table("missing_payments")) == missing
 
 
 def test_run_on_a_folder_in_neither_format_is_a_one_line_error(tmp_path: Path) -> None:
