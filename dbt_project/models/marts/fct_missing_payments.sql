@@ -18,7 +18,9 @@
 
     standing_order     an order of the order relation (a snapshot of the end of the data, without
                        dates) is expected every month after the first month a payment to its payee
-                       was seen; every such month without one is reported.
+                       was seen; every such month without one is reported. A loan-payment order
+                       is expected only within its loan's term (the month after the grant, for
+                       the loan's duration), since the order outlives a repaid loan.
     recurring_pattern  a counterparty the account paid (or was paid by) in at least 3 consecutive
                        months is expected in the month after the streak; the first month it
                        breaks is reported (payees of standing orders are left to those).
@@ -32,6 +34,19 @@ transactions as not materialized (
 
 orders as (
     select * from {{ ref('stg_orders') }}
+),
+
+loans as (
+    select * from {{ ref('stg_loans') }}
+),
+
+-- A loan's repayments are due from the month after it was granted, for its duration.
+loan_terms as (
+    select
+        account_id,
+        (date_trunc('month', granted_date) + interval '1 month')::date as first_due_month,
+        (date_trunc('month', granted_date) + make_interval(months => duration_months::int))::date as last_due_month
+    from loans
 ),
 
 account_months as (
@@ -110,12 +125,18 @@ order_months as (
     inner join account_months
         on order_payees.account_id = account_months.account_id
         and account_months.trans_month > order_payees.first_seen_month
+    left join loan_terms
+        on order_payees.category = 'loan_payment'
+        and order_payees.account_id = loan_terms.account_id
     left join counterparty_months
         on order_payees.account_id = counterparty_months.account_id
         and counterparty_months.direction = -1
         and order_payees.payee_bank = counterparty_months.counterparty_bank
         and order_payees.payee_account = counterparty_months.counterparty_account
         and account_months.trans_month = counterparty_months.trans_month
+    where
+        order_payees.category <> 'loan_payment'
+        or account_months.trans_month between loan_terms.first_due_month and loan_terms.last_due_month
 ),
 
 order_months_last_seen as (
