@@ -105,7 +105,14 @@ def _clause(feature: str, row: pd.Series, kind: str, value: float, typical: floa
             f"{kind} of {amount}: the account has spent {money(value)} this month, {times(ratio)} its usual month "
             f"({money(typical)})"
         ),
-        "new_payee": lambda: f"first {kind} of {amount} to a counterparty this account never dealt with",
+        "new_payee": lambda: (
+            f"first {kind} of {amount} ({_ratio(value, typical):.1f} district monthly salaries) to a payee this "
+            f"account never paid"
+        ),
+        "history_spread": lambda: (
+            f"{kind} of {amount} against a 90-day history of this kind with median {money(typical)} and largest "
+            f"{money(value)}"
+        ),
         "payment_vs_largest": lambda: (
             f"payment of {amount} is {times(ratio)} the account's largest earlier payment ({money(typical)})"
         ),
@@ -190,7 +197,7 @@ def explain_rows(
                     continue
                 name = names[column]
                 value, typical = shown[name][0][index], shown[name][1][index]
-                if name == "amount_vs_salary":
+                if name in ("amount_vs_salary", "new_payee"):
                     typical = salaries[index]
                 features.append(
                     {

@@ -93,11 +93,19 @@ def ensure_anomaly_schema(cursor: psycopg.Cursor) -> None:
     cursor.execute(ANOMALY_DDL)
 
 
+TEXT_TYPE_OIDS = frozenset({25, 1042, 1043})
+"""Postgres text, char and varchar: read as strings, so account numbers keep their leading zeros."""
+
+
 def read_query(connection: psycopg.Connection, query: str, params: Sequence[object] = ()) -> pd.DataFrame:
     """Run `query` and return its rows as a DataFrame, streamed through COPY as CSV and parsed by pyarrow."""
     buffer = io.BytesIO()
     with connection.cursor() as cursor:
         bound = psycopg.ClientCursor(connection).mogrify(query, params) if params else query
+        cursor.execute(f"SELECT * FROM ({bound}) AS typed LIMIT 0")
+        text_columns = {
+            column.name: pa.string() for column in cursor.description or () if column.type_code in TEXT_TYPE_OIDS
+        }
         with cursor.copy(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
             for chunk in copy:
                 buffer.write(chunk)
@@ -106,7 +114,9 @@ def read_query(connection: psycopg.Connection, query: str, params: Sequence[obje
         return pd.DataFrame()
     table = pa_csv.read_csv(
         buffer,
-        convert_options=pa_csv.ConvertOptions(true_values=["t"], false_values=["f"], strings_can_be_null=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=text_columns, true_values=["t"], false_values=["f"], strings_can_be_null=True
+        ),
     )
     return table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get, date_as_object=False)
 

@@ -44,6 +44,10 @@ class Detector(ABC):
     def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
         """Uncalibrated anomaly scores, one per row, higher = more anomalous."""
 
+    def raw_score_features(self, features: pd.DataFrame) -> np.ndarray:
+        """`raw_score` from an already computed `features.model_features` frame; by default recomputes nothing else."""
+        raise NotImplementedError(f"{type(self).__name__} scores frames only")
+
     @abstractmethod
     def explain(self, frame: pd.DataFrame, top: int = 3) -> list[dict[str, Any]]:
         """Per row, the detector's reasons as a JSON-serializable dict."""
@@ -92,8 +96,12 @@ def text(frame: pd.DataFrame, column: str) -> np.ndarray:
     values = frame[column]
     if pd.api.types.is_float_dtype(values.dtype):
         numbers = values.to_numpy(dtype="float64", na_value=np.nan)
-        shown = [("" if np.isnan(x) else f"{x:.0f}" if x == round(x) else repr(x)) for x in numbers.tolist()]
-        return np.asarray(shown, dtype=object)
+        whole = np.isfinite(numbers) & (numbers == np.floor(numbers))
+        out = np.full(len(numbers), "", dtype=object)
+        out[whole] = numbers[whole].astype(np.int64).astype(str)
+        fractional = np.flatnonzero(np.isfinite(numbers) & ~whole)
+        out[fractional] = [repr(float(number)) for number in numbers[fractional]]
+        return out
     if values.dtype == object:
         return values.where(values.notna(), "").astype(str).to_numpy(dtype=object)
     return values.astype("str").to_numpy(dtype=object, na_value="")

@@ -11,8 +11,8 @@ How the parts combine:
   `ml_cap` (0.8) however extreme the row;
 - the rules' part R is the noisy-OR of their severities;
 - evidence = 1 - (1 - R)(1 - M): a weak rule hit (0.3) needs ML support to reach an alert, a
-  moderate rule (0.6) with strong ML support (0.7) is as strong as a sure rule, and rows no rule
-  hits are ranked by the ML alone;
+  moderate rule (0.6) with strong ML support (0.7) reaches 0.88, and rows no rule hits are ranked
+  by the ML alone;
 - rows a certain rule hit (severity >= CERTAIN = 0.95: a broken ledger, a payment posted twice, an
   amount exactly 10x a specific usual amount) score CERTAIN + (1 - CERTAIN) * evidence, all others
   CERTAIN * evidence: what is certain always ranks first, and the ML orders the rest.
@@ -21,7 +21,8 @@ Alerts: a row is flagged when its score reaches `threshold` (default 0.5: a rule
 ML evidence as rare as `ml_alert_rate` of training, or a combination), with at most `alert_budget`
 of each month's rows flagged (the highest scores are kept). `threshold_`, `training_flagged_rate_`
 (the share of the training reference that would be flagged) and, after scoring, `flagged_rate_`
-are exposed.
+(the share of the last scored frame flagged) are exposed; `Scored.flagged_rate` is the same for
+one scoring.
 
 Training convention: the caller passes the training frame (by default the months before the scored
 month, see `training_frame`); `fit` drops rows any rule hits and rows analysts confirmed (a set of
@@ -39,7 +40,7 @@ import pandas as pd
 
 from .base import Detector, NotFittedError, numeric
 from .calibration import TailCalibrator
-from .features import with_frame_context
+from .features import model_features, with_frame_context
 from .iforest import IsolationForestDetector
 from .lof import LocalOutlierFactorDetector
 from .rules import CERTAIN, RuleReport, RuleSet
@@ -110,10 +111,12 @@ class EnsembleDetector:
             ]
         )
         self.rules = rules if rules is not None else RuleSet()
-        self.weights = dict(weights) if weights is not None else {"iforest": 0.6, "lof": 0.4}
+        self.weights = dict(weights) if weights is not None else {"iforest": 0.7, "lof": 0.3}
         self.ml_alert_rate = ml_alert_rate
         if not 0 < threshold < CERTAIN * ml_cap <= 1:
-            raise ValueError(f"need 0 < threshold < ml_cap <= 1, got threshold={threshold}, ml_cap={ml_cap}")
+            raise ValueError(
+                f"need 0 < threshold < {CERTAIN} * ml_cap <= 1, got threshold={threshold}, ml_cap={ml_cap}"
+            )
         self.threshold = threshold
         self.ml_cap = ml_cap
         self.alert_budget = alert_budget
@@ -164,13 +167,12 @@ class EnsembleDetector:
             detector.fit(clean)
         rng = np.random.default_rng(self.random_state)
         reference = clean.iloc[np.sort(rng.permutation(len(clean))[:50_000])]
-        self.ml_calibrator_ = TailCalibrator().fit(self._ml_raw(reference)[0])
+        reference_evidence = self._ml_raw(reference)[0]
+        self.ml_calibrator_ = TailCalibrator().fit(reference_evidence)
         self.training_rows_ = int(len(context))
-        self.excluded_rule_rows_ = int((~(report.combined() <= self.exclude_severity)).sum())
+        self.excluded_rule_rows_ = int((report.combined() > self.exclude_severity).sum())
         self.excluded_confirmed_rows_ = int(len(context) - len(clean) - self.excluded_rule_rows_)
-        self.training_flagged_rate_ = float(
-            np.mean(CERTAIN * self._ml_part(self._ml_raw(reference)[0]) >= self.threshold)
-        )
+        self.training_flagged_rate_ = float(np.mean(CERTAIN * self._ml_part(reference_evidence) >= self.threshold))
         return self
 
     def _ml_raw(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -178,8 +180,13 @@ class EnsembleDetector:
         total = np.zeros(len(frame))
         weight_sum = 0.0
         scores: dict[str, np.ndarray] = {}
+        names = sorted({name for detector in self.detectors for name in getattr(detector, "features", ())})
+        features = model_features(frame, tuple(names)) if names else None
         for detector in self.detectors:
-            raw = detector.raw_score(frame)
+            try:
+                raw = detector.raw_score_features(features) if features is not None else detector.raw_score(frame)
+            except NotImplementedError:
+                raw = detector.raw_score(frame)
             calibrator = detector.calibrator_
             if calibrator is None:
                 raise NotFittedError(f"{detector.name} is not fitted")
@@ -223,15 +230,16 @@ class EnsembleDetector:
         """Score at or above the threshold, capped at `alert_budget` of each month's rows (highest first)."""
         above = table["score"].to_numpy() >= self.threshold
         flagged = np.zeros(len(table), dtype=bool)
-        months = table["trans_month"].astype(str).to_numpy() if table["trans_month"].notna().any() else None
-        groups = [np.arange(len(table))] if months is None else [np.flatnonzero(months == m) for m in np.unique(months)]
+        codes, _ = pd.factorize(table["trans_month"], use_na_sentinel=False)
+        order = np.argsort(codes, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
         scores = table["score"].to_numpy()
         for rows in groups:
             candidates = rows[above[rows]]
             budget = max(1, int(np.floor(self.alert_budget * len(rows))))
             if len(candidates) > budget:
-                order = np.lexsort((numeric(table.iloc[candidates], "trans_id"), -scores[candidates]))
-                candidates = candidates[order[:budget]]
+                ranked = np.lexsort((numeric(table.iloc[candidates], "trans_id"), -scores[candidates]))
+                candidates = candidates[ranked[:budget]]
             flagged[candidates] = True
         return flagged
 

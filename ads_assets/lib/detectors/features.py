@@ -1,12 +1,17 @@
 """Model features: scale-free transforms of `marts.fct_transaction_features` columns.
 
 The machine-learning detectors never see an amount in crowns; they see how a transaction compares
-with the same account's own past (log ratios to the 90-day median and maximum of the same kind, a
-z-score with a floored spread, the day's and month's spend against the account's usual), how busy the
-account is (same-day and 7-day counts, days since the previous transaction), who it pays (a new
-payee, the payment against the largest earlier payment) and what it does to the balance. Every
+with the same account's own past (log ratios to the 90-day median and maximum of the same kind, how
+much that history varies, a z-score with a floored spread, the day's and month's spending against the
+account's usual), how busy the account is (same-day counts of the kind and overall, the 7-day count,
+days since the previous transaction), whom it pays (a first payment to a new payee, sized in district
+monthly salaries; a payment above the largest earlier one) and what it does to the balance (relative
+change, overdraft), plus the amount in district monthly salaries as the one measure of size. Every
 feature is 0 (or its neutral value) when the account has no history to compare with, so a young
-account is not an outlier merely for being young.
+account is not an outlier merely for being young; ratios below a tenth of usual are clipped, since
+small amounts vary for ordinary reasons. No calendar, demographic or identifier column is a feature:
+they describe who the customer is, not what the transaction does, and would make rare customers
+look anomalous.
 
 Two frame-level quantities are derived here because the mart does not carry them:
 `same_day_kind_count` (transactions of the row's kind by the account that day) and `posting_rank`
@@ -143,12 +148,18 @@ class ModelFeature:
     """The neutral value used where the feature cannot be computed (no history)."""
 
 
+LOWEST_LOG_RATIO = float(np.log(0.1))
+"""Ratios below a tenth of usual are all alike to the models: small amounts vary for ordinary reasons."""
+
+
 def _amount_vs_median(frame: pd.DataFrame) -> np.ndarray:
-    return _log_ratio(numeric(frame, "amount"), numeric(frame, "kind_amount_median_90d"))
+    return np.clip(
+        _log_ratio(numeric(frame, "amount"), numeric(frame, "kind_amount_median_90d")), LOWEST_LOG_RATIO, None
+    )
 
 
 def _amount_vs_max(frame: pd.DataFrame) -> np.ndarray:
-    return np.clip(_log_ratio(numeric(frame, "amount"), numeric(frame, "kind_amount_max_90d")), -4.0, None)
+    return np.clip(_log_ratio(numeric(frame, "amount"), numeric(frame, "kind_amount_max_90d")), LOWEST_LOG_RATIO, None)
 
 
 def _amount_zscore(frame: pd.DataFrame) -> np.ndarray:
@@ -156,7 +167,7 @@ def _amount_zscore(frame: pd.DataFrame) -> np.ndarray:
     spread = np.fmax(numeric(frame, "kind_amount_std_90d"), 0.05 * np.abs(mean))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(spread > 0, (amount - mean) / spread, np.nan)
-    return _signed_log1p(z)
+    return np.clip(_signed_log1p(z), -np.log1p(3.0), None)
 
 
 def _history_spread(frame: pd.DataFrame) -> np.ndarray:
@@ -191,11 +202,12 @@ def _month_spend(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _new_payee(frame: pd.DataFrame) -> np.ndarray:
-    return flag(frame, "is_new_counterparty").astype(np.float64)
+    new = flag(frame, "is_new_counterparty") & (numeric(frame, "direction") < 0)
+    return np.where(new, np.log1p(numeric(frame, "amount") / salary(frame)), 0.0)
 
 
 def _payment_vs_largest(frame: pd.DataFrame) -> np.ndarray:
-    return np.clip(np.log(numeric(frame, "amount_to_max_previous_payment_ratio")), -4.0, None)
+    return np.clip(np.log(numeric(frame, "amount_to_max_previous_payment_ratio")), 0.0, None)
 
 
 def _quiet_days(frame: pd.DataFrame) -> np.ndarray:
@@ -276,14 +288,14 @@ MODEL_FEATURES: tuple[ModelFeature, ...] = (
     ),
     ModelFeature(
         "new_payee",
-        "first transaction with this counterparty",
+        "first payment to a new payee, its size in district monthly salaries",
         _new_payee,
-        "counterparty_previous_txn_count",
-        None,
+        "amount",
+        "district_average_salary",
     ),
     ModelFeature(
         "payment_vs_largest",
-        "payment vs the account's largest earlier payment",
+        "payment above the account's largest earlier payment",
         _payment_vs_largest,
         "amount",
         "max_previous_payment",

@@ -48,8 +48,8 @@ class IsolationForestDetector(Detector):
     def __init__(
         self,
         features: tuple[str, ...] = DEFAULT_FEATURES,
-        n_estimators: int = 150,
-        max_samples: int = 512,
+        n_estimators: int = 100,
+        max_samples: int = 1024,
         fit_rows: int = 100_000,
         calibration_rows: int = 100_000,
         threads: int = 2,
@@ -99,17 +99,23 @@ class IsolationForestDetector(Detector):
         pipeline = self._check_pipeline()
         if not len(features):
             return np.zeros(0)
-        chunks = [features.iloc[start : start + CHUNK_ROWS] for start in range(0, len(features), CHUNK_ROWS)]
+        matrix = np.asarray(pipeline[:-1].transform(features[list(self.features)]), dtype=np.float32)
+        forest = pipeline[-1]
+        chunks = [matrix[start : start + CHUNK_ROWS] for start in range(0, len(matrix), CHUNK_ROWS)]
         if self.threads > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(self.threads) as pool:
-                parts = list(pool.map(pipeline.score_samples, chunks))
+                parts = list(pool.map(forest.score_samples, chunks))
         else:
-            parts = [pipeline.score_samples(chunk) for chunk in chunks]
+            parts = [forest.score_samples(chunk) for chunk in chunks]
         return -np.concatenate(parts)
 
     def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
         """The forest's anomaly score (-score_samples: mean normalised path length, higher = more anomalous)."""
         return self._raw(model_features(with_frame_context(frame), self.features))
+
+    def raw_score_features(self, features: pd.DataFrame) -> np.ndarray:
+        """`raw_score` from an already computed `model_features` frame (with at least this detector's features)."""
+        return self._raw(features)
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The imputed feature matrix the forest sees, with the feature names as columns."""
