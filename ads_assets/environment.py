@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.db import PostgresTarget, resolve_target
 from ads_assets.settings import Settings, record_state
 
@@ -28,15 +29,8 @@ telemetry:
 """
 
 
-@dataclass(frozen=True)
-class DefaultDataset:
-    """The data set `ads run` generates when no source is given."""
-
-    accounts: int = 4500
-    start: str = "1993-01"
-    end: str = "1998-12"
-    seed: int = 1999
-    anomaly_rate: float = 0.005
+DEFAULT_DATASET = GeneratorConfig(seed=1999, anomaly_rate=0.005)
+"""What `ads run` generates when no source is given: 4,500 accounts, 1993-01..1998-12, 0.5 % anomalies."""
 
 
 @dataclass(frozen=True)
@@ -82,16 +76,14 @@ def _prepare_dagster_home(settings: Settings, postgres: PostgresTarget) -> None:
     os.environ[STORAGE_URL_VARIABLE] = postgres.sqlalchemy_url("psycopg2")
 
 
-def ensure_default_dataset(folder: Path, dataset: DefaultDataset = DefaultDataset()) -> Path:
-    """Generate the default data set into `folder` unless the same one is already there."""
-    from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
-
+def ensure_default_dataset(folder: Path, config: GeneratorConfig = DEFAULT_DATASET) -> Path:
+    """Generate the data set of `config` into `folder` unless the same one is already there."""
     marker = folder / DATASET_MARKER
-    wanted = asdict(dataset)
+    wanted = asdict(config)
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    data = generate(GeneratorConfig(**wanted))
+    data = generate(config)
     write_dataset(data, folder, "asc")
     marker.write_text(json.dumps(wanted))
     return folder
