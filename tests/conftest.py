@@ -42,19 +42,7 @@ def postgres_target():
 @pytest.fixture
 def fresh_database(postgres_target) -> Iterator:
     """A new empty database on the session's server, dropped afterwards."""
-    import uuid
+    from ads_assets.lib.db import temporary_database
 
-    from ads_assets.lib.db import PostgresTarget, connect
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with connect(postgres_target, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    yield PostgresTarget(
-        host=postgres_target.host,
-        port=postgres_target.port,
-        user=postgres_target.user,
-        password=postgres_target.password,
-        dbname=name,
-    )
-    with connect(postgres_target, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with temporary_database(postgres_target) as target:
+        yield target

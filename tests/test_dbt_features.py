@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ads_assets.lib.db import PostgresTarget, connect, copy_rows
+from ads_assets.lib.db import PostgresTarget, connect, copy_rows, temporary_database
 from ads_assets.lib.raw_schema import ensure_raw_schema
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
@@ -266,26 +265,15 @@ class DbtWorld:
 
 @pytest.fixture(scope="module")
 def world(postgres_target, tmp_path_factory) -> Iterator[DbtWorld]:
-    name = f"dbt_{uuid.uuid4().hex[:10]}"
-    with connect(postgres_target, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    target = PostgresTarget(
-        host=postgres_target.host,
-        port=postgres_target.port,
-        user=postgres_target.user,
-        password=postgres_target.password,
-        dbname=name,
-    )
     ledger, ids = build_ledgers()
-    with connect(target) as conn, conn.cursor() as cursor:
-        ensure_raw_schema(cursor)
-        insert_static(cursor)
-        copy_rows(cursor, "raw.fin_trans", TRANS_COLUMNS, ledger.rows)
-    world = DbtWorld(target=target, work=tmp_path_factory.mktemp("dbt"), ids=ids)
-    world.dbt("build")
-    yield world
-    with connect(postgres_target, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with temporary_database(postgres_target, "dbt") as target:
+        with connect(target) as conn, conn.cursor() as cursor:
+            ensure_raw_schema(cursor)
+            insert_static(cursor)
+            copy_rows(cursor, "raw.fin_trans", TRANS_COLUMNS, ledger.rows)
+        world = DbtWorld(target=target, work=tmp_path_factory.mktemp("dbt"), ids=ids)
+        world.dbt("build")
+        yield world
 
 
 def money(value: Decimal | float | int, places: str = "0.01") -> Decimal:

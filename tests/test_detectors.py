@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from ads_assets.lib.berka.formats import detect_source
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.berka.schema import LOAD_ORDER
-from ads_assets.lib.db import PostgresTarget, connect
+from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.detectors import (
     AmountBeyondHistory,
     Burst,
@@ -79,17 +78,7 @@ def ledger(postgres_target: PostgresTarget, tmp_path_factory: pytest.TempPathFac
     work = tmp_path_factory.mktemp("detectors")
     data = generate(GeneratorConfig(accounts=400, start="1995-07", end="1997-12", seed=3, anomaly_rate=0.004))
     write_dataset(data, work / "source", "asc")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with connect(postgres_target, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    target = PostgresTarget(
-        host=postgres_target.host,
-        port=postgres_target.port,
-        user=postgres_target.user,
-        password=postgres_target.password,
-        dbname=name,
-    )
-    try:
+    with temporary_database(postgres_target) as target:
         with connect(target) as connection:
             sources = detect_source(work / "source")
             for relation in LOAD_ORDER:
@@ -97,9 +86,6 @@ def ledger(postgres_target: PostgresTarget, tmp_path_factory: pytest.TempPathFac
         _dbt_run(target, work)
         with connect(target) as connection:
             features = read_query(connection, "SELECT * FROM marts.fct_transaction_features ORDER BY trans_id")
-    finally:
-        with connect(postgres_target, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
     labels = data.labels.loc[data.labels["trans_id"].notna()]
     kinds = dict(zip(labels["trans_id"].astype(int), labels["kind"].astype(str), strict=True))
     features["trans_month"] = pd.to_datetime(features["trans_month"])

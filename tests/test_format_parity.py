@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 from ads_assets.lib.berka.formats import detect_source
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.berka.schema import LOAD_ORDER
-from ads_assets.lib.db import PostgresTarget, connect
+from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.ingest import load_relation
 from tests.test_dbt_features import DbtWorld
 
 
 def features_from(folder: Path, postgres_target: PostgresTarget, work: Path) -> dict[str, list[tuple[Any, ...]]]:
-    name = f"parity_{uuid.uuid4().hex[:10]}"
-    with connect(postgres_target, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    target = PostgresTarget(postgres_target.host, postgres_target.port, postgres_target.user, None, name)
-    try:
+    with temporary_database(postgres_target, "parity") as target:
         sources = detect_source(folder)
         with connect(target) as connection:
             for relation in LOAD_ORDER:
@@ -32,9 +27,6 @@ def features_from(folder: Path, postgres_target: PostgresTarget, work: Path) -> 
                 table: connection.execute(f"SELECT * FROM marts.{table} ORDER BY 1").fetchall()
                 for table in ("fct_transaction_features", "fct_missing_payments")
             }
-    finally:
-        with connect(postgres_target, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_asc_and_fin_files_give_identical_feature_rows(postgres_target, tmp_path: Path) -> None:

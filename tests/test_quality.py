@@ -7,9 +7,7 @@ copy of that database and must fail the check meant for it.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 
 from ads_assets.lib.berka.formats import detect_source
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
-from ads_assets.lib.db import PostgresTarget, connect
+from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.ingest import MonthWindow, load_relation
 from ads_assets.lib.quality import GxValidator, Severity, Span, evaluate_relation, raw_suite_specs
 from ads_assets.lib.quality.parameters import date_parameters, table_parameters
@@ -38,36 +36,22 @@ CORRUPT_MONTH = date(1993, 10, 1)
 OCTOBER = "date >= '1993-10-01' AND date < '1993-11-01'"
 
 
-def _create_database(server: PostgresTarget, template: str | None = None) -> PostgresTarget:
-    name = f"q_{uuid.uuid4().hex[:12]}"
-    with connect(server, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
-    return replace(server, dbname=name)
-
-
-def _drop_database(server: PostgresTarget, target: PostgresTarget) -> None:
-    with connect(server, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {target.dbname} WITH (FORCE)")
-
-
 @pytest.fixture(scope="module")
 def clean_template(postgres_target: PostgresTarget, real_berka: Path) -> Iterator[PostgresTarget]:
     """A database holding the real relations and the 1993 transactions; only ever copied, never validated."""
-    template = _create_database(postgres_target)
     sources = detect_source(real_berka / "pkdd99")
-    with connect(template) as connection:
-        for name in LOAD_ORDER[:-1]:
-            load_relation(connection, sources[name])
-        load_relation(connection, sources["trans"], MonthWindow(SPAN.first, SPAN.end))
-    yield template
-    _drop_database(postgres_target, template)
+    with temporary_database(postgres_target, "q") as template:
+        with connect(template) as connection:
+            for name in LOAD_ORDER[:-1]:
+                load_relation(connection, sources[name])
+            load_relation(connection, sources["trans"], MonthWindow(SPAN.first, SPAN.end))
+        yield template
 
 
 @pytest.fixture
 def copy_of_clean(postgres_target: PostgresTarget, clean_template: PostgresTarget) -> Iterator[PostgresTarget]:
-    target = _create_database(postgres_target, template=clean_template.dbname)
-    yield target
-    _drop_database(postgres_target, target)
+    with temporary_database(postgres_target, "q", template=clean_template.dbname) as target:
+        yield target
 
 
 def _execute(target: PostgresTarget, *statements: str) -> None:
@@ -297,8 +281,7 @@ def test_blocking_failure_stops_downstream_assets_in_dagster(
 
     from ads_assets.lib.raw_schema import ensure_raw_schema
 
-    target = _create_database(postgres_target)
-    try:
+    with temporary_database(postgres_target, "q") as target:
         definitions, resources = quality_definitions(target, real_berka / "pkdd99")
         tags = {ASSET_PARTITION_RANGE_START_TAG: "1993-11-01", ASSET_PARTITION_RANGE_END_TAG: "1993-12-01"}
         with dg.DagsterInstance.ephemeral() as instance:
@@ -333,5 +316,3 @@ def test_blocking_failure_stops_downstream_assets_in_dagster(
             assert not corrupt.asset_materializations_for_node("quality__report")
             schema = next(e for e in failed if e.check_name == "schema")
             assert Path(schema.metadata["data_docs"].url.removeprefix("file://")).is_file()
-    finally:
-        _drop_database(postgres_target, target)

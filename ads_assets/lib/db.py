@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,21 @@ def resolve_target(database_url: str | None, pgdata: Path) -> PostgresTarget:
 def connect(target: PostgresTarget, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     with psycopg.connect(target.conninfo(), autocommit=autocommit) as connection:
         yield connection
+
+
+@contextmanager
+def temporary_database(
+    server: PostgresTarget, prefix: str = "t", template: str | None = None
+) -> Iterator[PostgresTarget]:
+    """A new database on `server` (a copy of `template` when given), dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with connect(server, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    try:
+        yield replace(server, dbname=name)
+    finally:
+        with connect(server, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def copy_rows(cursor: psycopg.Cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
