@@ -32,6 +32,7 @@ from ads_assets.lib.detectors import (
     LedgerBreak,
     LocalOutlierFactorDetector,
     NewPayeeLarge,
+    Overdraft,
     RuleSet,
     TailCalibrator,
     training_frame,
@@ -298,6 +299,36 @@ def test_burst_and_new_payee_rules() -> None:
     result = NewPayeeLarge().evaluate(with_frame_context(payee))
     assert result.severity[0] > 0.8 and "5.0 times the account's largest earlier payment (4,000)" in result.reason(0)
     assert result.severity[1] < 0.35
+
+
+def test_overdraft_weighs_only_what_the_debit_itself_adds_below_zero() -> None:
+    frame = _rows(
+        amount=[45_000.0, 1_500.0, 3_000.0, 45_000.0],
+        balance_before=[8_000.0, -37_000.0, 1_000.0, 50_000.0],
+        balance_after=[-37_000.0, -38_500.0, -2_000.0, 5_000.0],
+        transaction_kind=["cash_withdrawal"] * 4,
+    )
+    result = Overdraft().evaluate(with_frame_context(frame))
+    assert result.severity[0] > 0.8
+    assert "takes the balance from 8,000 to -37,000: 37,000 overdrawn, 4.1 district monthly salaries" in result.reason(
+        0
+    )
+    assert result.severity[1] == 0 and result.severity[2] == 0 and result.severity[3] == 0
+    credit = frame.assign(direction=[1] * 4)
+    assert not Overdraft().evaluate(with_frame_context(credit)).hits.any()
+
+
+def test_an_interest_credit_ten_times_the_last_is_no_typing_error() -> None:
+    frame = _rows(
+        amount=[108.0, 108.0],
+        kind_amount_median_90d=[10.8, 10.8],
+        kind_amount_max_90d=[10.8, 10.8],
+        kind_txn_count_90d=[1, 1],
+        transaction_kind=["interest_credited", "household_payment"],
+    )
+    result = AmountBeyondHistory().evaluate(with_frame_context(frame))
+    assert result.severity[0] < 0.95 and "extra zero" not in (result.reason(0) or "")
+    assert result.severity[1] >= 0.95
 
 
 def test_rule_set_combines_as_noisy_or() -> None:
