@@ -303,18 +303,18 @@ def test_burst_and_new_payee_rules() -> None:
 
 def test_overdraft_weighs_only_what_the_debit_itself_adds_below_zero() -> None:
     frame = _rows(
-        amount=[45_000.0, 1_500.0, 3_000.0, 45_000.0],
-        balance_before=[8_000.0, -37_000.0, 1_000.0, 50_000.0],
-        balance_after=[-37_000.0, -38_500.0, -2_000.0, 5_000.0],
-        transaction_kind=["cash_withdrawal"] * 4,
+        amount=[45_000.0, 1_500.0, 3_000.0, 45_000.0, 45_000.0],
+        balance_before=[8_000.0, -37_000.0, 1_000.0, 50_000.0, -37_000.0],
+        balance_after=[-37_000.0, -38_500.0, -2_000.0, 5_000.0, -82_000.0],
+        transaction_kind=["cash_withdrawal"] * 5,
     )
     result = Overdraft().evaluate(with_frame_context(frame))
-    assert result.severity[0] > 0.8
+    assert result.severity[0] > 0.8 and 0 < result.severity[4] < 0.5 * result.severity[0]
     assert "takes the balance from 8,000 to -37,000: 37,000 overdrawn, 4.1 district monthly salaries" in result.reason(
         0
     )
     assert result.severity[1] == 0 and result.severity[2] == 0 and result.severity[3] == 0
-    credit = frame.assign(direction=[1] * 4)
+    credit = frame.assign(direction=[1] * 5)
     assert not Overdraft().evaluate(with_frame_context(credit)).hits.any()
 
 

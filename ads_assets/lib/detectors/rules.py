@@ -29,7 +29,8 @@ ranks them above everything else; rules that judge behaviour stay at or below UN
   in district monthly salaries: from OVERDRAFT_SALARIES[0], full at [1]). Real Berka accounts dip
   below zero rarely and by little (at most about half a monthly salary on the PKDD'99 extract), so
   a withdrawal or payment that overdraws the account by several salaries is spending beyond its
-  means; later debits of an account already overdrawn add only their own amount.
+  means. A debit on an account already overdrawn adds only its own amount and counts
+  ALREADY_OVERDRAWN_WEIGHT as much: the account's first plunge is the event, not what follows it.
 - `new_payee_large`: a first payment to a counterparty the account never paid, large in itself
   (from half to two district monthly salaries) or 1.5..4x the account's largest earlier payment
   (weighted by its size, so a first 300 after earlier payments of 50 is weak). A one-off transfer
@@ -62,6 +63,9 @@ LEDGER_TOLERANCE = 0.5
 
 OVERDRAFT_SALARIES = (0.75, 3.0)
 """District monthly salaries of overdraft one debit adds: where the `overdraft` rule starts, where it is full."""
+
+ALREADY_OVERDRAWN_WEIGHT = 0.4
+"""How much an `overdraft` hit counts when the account was below zero before the debit."""
 
 BALANCE_DRIVEN_KINDS = frozenset({"interest_credited", "sanction_interest"})
 """Kinds whose amount follows the balance: a power of ten against their usual amount is no typing error."""
@@ -321,7 +325,8 @@ class Overdraft(Rule):
         debit = numeric(frame, "direction") < 0
         added = np.nan_to_num(np.maximum(-after, 0.0) - np.maximum(-before, 0.0), nan=0.0)
         salaries = np.where(debit, added, 0.0) / salary(frame)
-        severity = UNCERTAIN_MAX * _log_scale(salaries, self.start_salaries, self.full_salaries)
+        weight = np.where(before < 0, ALREADY_OVERDRAWN_WEIGHT, 1.0)
+        severity = UNCERTAIN_MAX * weight * _log_scale(salaries, self.start_salaries, self.full_salaries)
         amount = numeric(frame, "amount")
         labels = kind_label(frame)
 
