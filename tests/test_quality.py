@@ -30,6 +30,7 @@ from ads_assets.lib.quality.suites import (
     EXPECTATIONS_DIR,
     FEATURE_SUITE,
     Batch,
+    SuiteError,
     build_gx_suite,
     load_suite_spec,
     suite_path,
@@ -88,6 +89,24 @@ def test_suites_follow_the_canonical_schema_and_mark_every_severity() -> None:
     feature = load_suite_spec(suite_path(FEATURE_SUITE))
     assert len(build_gx_suite(feature).expectations) == feature.written
     assert {path.stem for path in EXPECTATIONS_DIR.glob("*.json")} == {*(s.name for s in specs.values()), FEATURE_SUITE}
+
+
+def test_sliced_expectations_are_grouped_and_a_bad_slice_is_refused(tmp_path: Path) -> None:
+    spec = raw_suite_specs()["trans"]
+    slices = spec.slices()
+    assert list(slices) == [(), (("type", "PRIJEM"),), (("type", "VYBER"),), (("type", "VYDAJ"),)]
+    assert sorted(index for indices in slices.values() for index in indices) == list(range(spec.written))
+    assert {
+        spec.expectations[index]["meta"]["check"] for cut, indices in slices.items() if cut for index in indices
+    } == {"distribution"}
+    assert all("row_condition" not in expectation["kwargs"] for expectation in spec.expectations)
+
+    document = json.loads(spec.path.read_text())
+    document["expectations"][-1]["meta"]["slice"] = {"type; DROP TABLE x": "PRIJEM"}
+    broken = tmp_path / "raw.fin_trans.json"
+    broken.write_text(json.dumps(document))
+    with pytest.raises(SuiteError, match="meta.slice"):
+        load_suite_spec(broken)
 
 
 FEATURE_STAND_IN = f"""
@@ -277,6 +296,26 @@ def test_each_corruption_fails_the_check_meant_for_it(corruption: str, copy_of_c
         assert any(
             record.partition == CORRUPT_MONTH.isoformat() and not record.success for record in evaluation.records
         )
+    assert quality.complete
+
+
+def test_a_few_fraudulent_amounts_are_not_a_data_quality_warning(copy_of_clean: PostgresTarget) -> None:
+    """Five of October's largest credits posted ×100 (over 1,000,000): the detectors' job, not a corrupted batch."""
+    _execute(
+        copy_of_clean,
+        f"UPDATE raw.fin_trans SET amount = amount * 100 WHERE trans_id IN (SELECT trans_id FROM raw.fin_trans "
+        f"WHERE {OCTOBER} AND type = 'PRIJEM' ORDER BY amount DESC LIMIT 5)",
+    )
+    quality = evaluate_relation(
+        copy_of_clean, "trans", "outliers", SPAN, [CORRUPT_MONTH], selected={"values", "distribution"}
+    )
+
+    assert {check: evaluation.success for check, evaluation in quality.checks.items()} == {
+        "values": True,
+        "distribution": True,
+    }
+    observed = quality.checks["values"].observed["observed"]["1993-10"]["amount: expect_column_values_to_be_between"]
+    assert observed["unexpected_count"] == 5
     assert quality.complete
 
 
