@@ -7,9 +7,14 @@ copy of that database and must fail the check meant for it.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 from collections.abc import Callable, Iterator
 from datetime import date
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -25,10 +30,12 @@ from ads_assets.lib.quality.suites import (
     EXPECTATIONS_DIR,
     FEATURE_SUITE,
     Batch,
+    SuiteError,
     build_gx_suite,
     load_suite_spec,
     suite_path,
 )
+from ads_assets.lib.storage import OutputStore
 
 SPAN = Span(date(1993, 1, 1), date(1994, 1, 1))
 CLEAN_MONTHS = [date(1993, month, 1) for month in range(7, 13)]
@@ -82,6 +89,24 @@ def test_suites_follow_the_canonical_schema_and_mark_every_severity() -> None:
     feature = load_suite_spec(suite_path(FEATURE_SUITE))
     assert len(build_gx_suite(feature).expectations) == feature.written
     assert {path.stem for path in EXPECTATIONS_DIR.glob("*.json")} == {*(s.name for s in specs.values()), FEATURE_SUITE}
+
+
+def test_sliced_expectations_are_grouped_and_a_bad_slice_is_refused(tmp_path: Path) -> None:
+    spec = raw_suite_specs()["trans"]
+    slices = spec.slices()
+    assert list(slices) == [(), (("type", "PRIJEM"),), (("type", "VYBER"),), (("type", "VYDAJ"),)]
+    assert sorted(index for indices in slices.values() for index in indices) == list(range(spec.written))
+    assert {
+        spec.expectations[index]["meta"]["check"] for cut, indices in slices.items() if cut for index in indices
+    } == {"distribution"}
+    assert all("row_condition" not in expectation["kwargs"] for expectation in spec.expectations)
+
+    document = json.loads(spec.path.read_text())
+    document["expectations"][-1]["meta"]["slice"] = {"type; DROP TABLE x": "PRIJEM"}
+    broken = tmp_path / "raw.fin_trans.json"
+    broken.write_text(json.dumps(document))
+    with pytest.raises(SuiteError, match="meta.slice"):
+        load_suite_spec(broken)
 
 
 FEATURE_STAND_IN = f"""
@@ -143,9 +168,9 @@ def test_clean_batch_passes_every_check_and_publishes_the_report(copy_of_clean: 
     assert trans["distribution"].observed["batches"] == len(CLEAN_MONTHS)
     assert trans["freshness"].observed["age_hours"] < 1
 
-    report = publish_quality_report(copy_of_clean, "clean-run", str(tmp_path))
+    report = publish_quality_report(copy_of_clean, "clean-run", OutputStore(str(tmp_path)))
     assert report.index == (tmp_path / "quality" / "index.html").resolve()
-    assert report.index.is_file()
+    assert report.index.is_file() and report.url == report.index.as_uri()
     assert report.validations == len(LOAD_ORDER) - 1 + len(CLEAN_MONTHS)
     assert len(list((tmp_path / "quality" / "validations").rglob("*.html"))) == report.validations
     assert report.failed == []
@@ -157,6 +182,65 @@ def test_clean_batch_passes_every_check_and_publishes_the_report(copy_of_clean: 
     assert [row[1] for row in rows] == [month.isoformat() for month in CLEAN_MONTHS]
     assert all(row[3] for row in rows)
     assert rows[0][4]["observed"]["trans_id: expect_column_values_to_be_unique"]["element_count"] > 0
+
+
+class PageLinks(HTMLParser):
+    """The pages an HTML page links to by relative path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "href" and value and not urlsplit(value).scheme and urlsplit(value).path.endswith(".html"):
+                self.links.add(urlsplit(value).path)
+
+
+TABLE_ROW_LINK = re.compile(r"'_table_row_link_path': '([^']+\.html)'")
+"""How a Data Docs index links its validation results: as row links of a script-rendered table."""
+
+
+def linked_pages(store: OutputStore, key: str) -> set[str]:
+    """The keys of the pages that the page at `key` links to, resolved against its folder."""
+    page = store.read_bytes(key).decode("utf-8")
+    parser = PageLinks()
+    parser.feed(page)
+    links = parser.links | set(TABLE_ROW_LINK.findall(page))
+    return {posixpath.normpath(posixpath.join(posixpath.dirname(key), unquote(link))) for link in links}
+
+
+def test_report_publishes_browsable_data_docs_to_s3(copy_of_clean: PostgresTarget, s3: Any, s3_bucket: str) -> None:
+    """On an s3:// output the Data Docs are uploaded with their Content-Types, and every page they link exists."""
+    validator = GxValidator(copy_of_clean)
+    evaluate_relation(copy_of_clean, "account", "s3-run", SPAN, validator=validator)
+    evaluate_relation(copy_of_clean, "trans", "s3-run", SPAN, [CORRUPT_MONTH], validator=validator)
+    store = OutputStore(f"s3://{s3_bucket}/runs/ads")
+
+    report = publish_quality_report(copy_of_clean, "s3-run", store)
+
+    assert report.url == f"s3://{s3_bucket}/runs/ads/quality/index.html" and report.index is None
+    keys = set(store.location.list("quality"))
+    assert len(keys) == report.files and "quality/index.html" in keys
+    head = s3.head_object(Bucket=s3_bucket, Key="runs/ads/quality/index.html")
+    assert head["ContentType"] == "text/html; charset=utf-8"
+    pages = linked_pages(store, "quality/index.html")
+    validation_pages = {key for key in pages if key.startswith("quality/validations/")}
+    assert len(validation_pages) == report.validations == 2
+    assert {key for key in pages if key.startswith("quality/expectations/")}
+    assert pages <= keys, pages - keys
+    for page in validation_pages:
+        links = linked_pages(store, page)
+        assert "quality/index.html" in links and links <= keys
+    styles = [key for key in keys if key.endswith(".css")]
+    assert styles and s3.head_object(Bucket=s3_bucket, Key=f"runs/ads/{styles[0]}")["ContentType"].startswith(
+        "text/css"
+    )
+
+    stale = "quality/validations/left-over.html"
+    store.write_text(stale, "<html></html>")
+    again = publish_quality_report(copy_of_clean, "s3-run", store)
+    assert set(store.location.list("quality")) == keys and again.files == report.files
 
 
 CORRUPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -215,6 +299,26 @@ def test_each_corruption_fails_the_check_meant_for_it(corruption: str, copy_of_c
     assert quality.complete
 
 
+def test_a_few_fraudulent_amounts_are_not_a_data_quality_warning(copy_of_clean: PostgresTarget) -> None:
+    """Five of October's largest credits posted ×100 (over 1,000,000): the detectors' job, not a corrupted batch."""
+    _execute(
+        copy_of_clean,
+        f"UPDATE raw.fin_trans SET amount = amount * 100 WHERE trans_id IN (SELECT trans_id FROM raw.fin_trans "
+        f"WHERE {OCTOBER} AND type = 'PRIJEM' ORDER BY amount DESC LIMIT 5)",
+    )
+    quality = evaluate_relation(
+        copy_of_clean, "trans", "outliers", SPAN, [CORRUPT_MONTH], selected={"values", "distribution"}
+    )
+
+    assert {check: evaluation.success for check, evaluation in quality.checks.items()} == {
+        "values": True,
+        "distribution": True,
+    }
+    observed = quality.checks["values"].observed["observed"]["1993-10"]["amount: expect_column_values_to_be_between"]
+    assert observed["unexpected_count"] == 5
+    assert quality.complete
+
+
 RELATION_SEVERITY = {
     "schema": Severity.BLOCKING,
     "keys": Severity.BLOCKING,
@@ -243,16 +347,15 @@ def test_volume_flags_a_gap_and_freshness_a_stale_load(copy_of_clean: PostgresTa
 
 
 @pytest.fixture
-def quality_definitions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable:
+def quality_definitions(tmp_path: Path) -> Callable:
     """Build Definitions of the raw assets, their quality checks, the report and a stand-in scoring asset."""
     import dagster as dg
 
     from ads_assets.defs.ingest.assets import raw_asset_key, raw_assets
+    from ads_assets.defs.io_managers import OutputStoreResource
     from ads_assets.defs.partitions import monthly_partitions
     from ads_assets.defs.quality import quality_assets, quality_checks
     from ads_assets.defs.resources import BerkaSourceResource, PostgresResource
-
-    monkeypatch.setenv("ADS_OUTPUT", str(tmp_path / "output"))
 
     @dg.asset(
         key=["scores", "stand_in"],
@@ -267,6 +370,7 @@ def quality_definitions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Call
         resources = {
             "postgres": PostgresResource(pgdata=str(tmp_path / "unused"), database_url=target.sqlalchemy_url()),
             "berka_source": BerkaSourceResource(location=str(source)),
+            "output_store": OutputStoreResource(root=str(tmp_path / "output")),
         }
         return [*raw_assets, *quality_assets, stand_in_scores, *quality_checks], resources
 

@@ -11,7 +11,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from ads_assets.lib.storage import OutputStore, SchemaMismatchError, s3_endpoint_url, s3_region
+from ads_assets.lib.storage import (
+    OutputStore,
+    SchemaMismatchError,
+    guess_content_type,
+    s3_endpoint_url,
+    s3_region,
+)
 
 
 def month_frame(month: str, ids: list[int]) -> pd.DataFrame:
@@ -172,7 +178,65 @@ def test_s3_objects_are_where_the_layout_says(s3: Any, s3_bucket: str) -> None:
         "ads/anomalies/month=1994-01/part-0.parquet",
         "ads/quality/index.html",
     ]
-    assert s3.head_object(Bucket=s3_bucket, Key="ads/quality/index.html")["ContentType"] == "text/html"
+    assert s3.head_object(Bucket=s3_bucket, Key="ads/quality/index.html")["ContentType"] == "text/html; charset=utf-8"
+
+
+def test_a_published_folder_replaces_the_last_one_with_browsable_content_types(
+    store: OutputStore, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    (site / "static").mkdir(parents=True)
+    (site / ".marker").write_text("ours")
+    (site / "index.html").write_text('<a href="page.html">page</a>')
+    (site / "page.html").write_text("<html/>")
+    (site / "static" / "style.css").write_text("body {}")
+    (site / "static" / "font.woff2").write_bytes(b"\x00")
+    store.write_text("docs/stale.html", "<html/>")
+
+    with pytest.raises(FileExistsError, match="not published there"):
+        store.publish_folder(site, "docs", marker=".marker")
+    store.location.delete("docs/stale.html")
+    store.publish_folder(site, "docs", marker=".marker")
+    store.write_text("docs/old/left-over.html", "<html/>")
+    published = store.publish_folder(site, "docs", marker=".marker")
+
+    assert published[-1] == "docs/index.html"
+    assert (
+        set(store.location.list("docs"))
+        == set(published)
+        == {
+            "docs/.marker",
+            "docs/index.html",
+            "docs/page.html",
+            "docs/static/style.css",
+            "docs/static/font.woff2",
+        }
+    )
+    assert store.read_bytes("docs/page.html") == b"<html/>"
+    assert guess_content_type("index.html") == "text/html; charset=utf-8"
+    assert guess_content_type("static/style.css") == "text/css; charset=utf-8"
+    assert guess_content_type("font.woff2") == "font/woff2"
+    assert guess_content_type("no-extension") == "application/octet-stream"
+    with pytest.raises(ValueError, match="has no .marker"):
+        store.publish_folder(site / "static", "docs", marker=".marker")
+
+
+def test_published_files_carry_their_content_type_on_s3(s3: Any, s3_bucket: str, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in (".marker", "index.html", "style.css", "logo.png"):
+        (site / name).write_bytes(b"x")
+    OutputStore(f"s3://{s3_bucket}/ads").publish_folder(site, "quality", marker=".marker")
+
+    types = {
+        name: s3.head_object(Bucket=s3_bucket, Key=f"ads/quality/{name}")["ContentType"]
+        for name in ("index.html", "style.css", "logo.png")
+    }
+    assert types == {
+        "index.html": "text/html; charset=utf-8",
+        "style.css": "text/css; charset=utf-8",
+        "logo.png": "image/png",
+    }
 
 
 def test_endpoint_and_region_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,8 @@ PARTITION_COLUMN = "month"
 PART_FILE = "part-0.parquet"
 SCHEMA_FILE = "_schema.arrow"
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+UTF8_TYPES = ("text/", "application/json", "application/javascript", "image/svg+xml")
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _TABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -59,6 +61,12 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any
     import boto3
 
     return boto3.client("s3", endpoint_url=endpoint_url or s3_endpoint_url(), region_name=region or s3_region())
+
+
+def guess_content_type(name: str) -> str:
+    """The Content-Type a browser needs for a file, from its extension; UTF-8 for text, octet-stream when unknown."""
+    guessed = mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
+    return f"{guessed}; charset=utf-8" if guessed.startswith(UTF8_TYPES) else guessed
 
 
 def is_s3(root: str | os.PathLike[str]) -> bool:
@@ -247,9 +255,33 @@ class OutputStore:
     def write_text(self, relpath: str, content: str | bytes, *, content_type: str | None = None) -> str:
         """Create or replace a static file (e.g. Data Docs HTML under `quality/`); returns its URL."""
         data = content.encode("utf-8") if isinstance(content, str) else content
-        if content_type is None:
-            content_type = mimetypes.guess_type(relpath)[0]
-        return self.location.write_bytes(relpath, data, content_type=content_type)
+        return self.location.write_bytes(relpath, data, content_type=content_type or guess_content_type(relpath))
+
+    def publish_folder(self, folder: Path, relpath: str, *, marker: str) -> list[str]:
+        """Make `relpath` below the root hold exactly the files of the local `folder`; returns their keys.
+
+        Each file is written with the Content-Type of its extension, so HTML pages and their styles open in a
+        browser; `index.html` files go last, once the pages they link to are there. Files below `relpath` that
+        the folder does not hold are removed afterwards. `marker` is a file name the folder holds: a non-empty
+        `relpath` without it was not published this way, and is refused rather than overwritten.
+        """
+        prefix = clean_key(relpath)
+        existing = set(self.location.list(prefix))
+        if existing and f"{prefix}/{marker}" not in existing:
+            raise FileExistsError(f"{self.url(prefix)} holds files that were not published there; not replacing them")
+        if not (folder / marker).is_file():
+            raise ValueError(f"{folder} has no {marker}; refusing to publish it over {self.url(prefix)}")
+        files = sorted(
+            (path for path in folder.rglob("*") if path.is_file()), key=lambda path: (path.name == "index.html", path)
+        )
+        published = []
+        for path in files:
+            key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+            self.location.write_bytes(key, path.read_bytes(), content_type=guess_content_type(path.name))
+            published.append(key)
+        for key in sorted(existing - set(published)):
+            self.location.delete(key)
+        return published
 
     def read_bytes(self, relpath: str) -> bytes:
         """The content of a file below the root."""

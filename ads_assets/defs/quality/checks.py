@@ -10,8 +10,11 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 
 import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ads_assets.defs.ingest.assets import raw_asset_key
+from ads_assets.defs.io_managers import OutputStoreResource
+from ads_assets.defs.quality.report import data_docs_metadata
 from ads_assets.defs.resources import PostgresResource
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.quality.evaluate import (
@@ -66,17 +69,20 @@ def check_result(
 
 
 def _publish_on_blocking_failure(
-    context: dg.AssetCheckExecutionContext, postgres: PostgresResource, evaluations: Iterable[CheckEvaluation]
+    context: dg.AssetCheckExecutionContext,
+    postgres: PostgresResource,
+    output_store: OutputStoreResource,
+    evaluations: Iterable[CheckEvaluation],
 ) -> dict[str, dg.MetadataValue]:
-    """Build the Data Docs now when a blocking check failed, since the report asset downstream will not run."""
+    """Publish the Data Docs now when a blocking check failed, since the report asset downstream will not run."""
     if all(evaluation.success or evaluation.severity is not Severity.BLOCKING for evaluation in evaluations):
         return {}
     try:
-        report = publish_quality_report(postgres.target(), context.run.run_id, Settings.from_env().output)
-    except (OSError, ValueError) as error:
+        report = publish_quality_report(postgres.target(), context.run.run_id, output_store.store())
+    except (OSError, ValueError, BotoCoreError, ClientError) as error:
         context.log.warning(f"Data Docs not published: {error}")
         return {}
-    return {"data_docs": dg.MetadataValue.url(report.index.as_uri())}
+    return data_docs_metadata(report)
 
 
 def build_relation_checks(relation_name: str) -> dg.AssetChecksDefinition:
@@ -110,13 +116,13 @@ def build_relation_checks(relation_name: str) -> dg.AssetChecksDefinition:
         can_subset=True,
     )
     def relation_quality(
-        context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+        context: dg.AssetCheckExecutionContext, postgres: PostgresResource, output_store: OutputStoreResource
     ) -> Iterator[dg.AssetCheckResult]:
         span = Span.of_months(*Settings.from_env().months)
         selected = {key.name for key in context.selected_asset_check_keys}
         months = run_months(context, span) if relation.partition_column else None
         quality = evaluate_relation(postgres.target(), relation_name, context.run.run_id, span, months, selected)
-        docs = _publish_on_blocking_failure(context, postgres, quality.checks.values())
+        docs = _publish_on_blocking_failure(context, postgres, output_store, quality.checks.values())
         for check, evaluation in quality.checks.items():
             if not evaluation.success:
                 context.log.warning(f"{evaluation.asset} {check} failed: {evaluation.observed}")
@@ -156,14 +162,14 @@ def build_feature_checks(asset_key: dg.AssetKey = FEATURE_TABLE_KEY) -> dg.Asset
         can_subset=True,
     )
     def feature_quality(
-        context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+        context: dg.AssetCheckExecutionContext, postgres: PostgresResource, output_store: OutputStoreResource
     ) -> Iterator[dg.AssetCheckResult]:
         span = Span.of_months(*Settings.from_env().months)
         selected = {key.name for key in context.selected_asset_check_keys}
         evaluations = evaluate_feature_table(
             postgres.target(), asset_key.to_user_string(), context.run.run_id, span, run_months(context, span), selected
         )
-        docs = _publish_on_blocking_failure(context, postgres, evaluations.values())
+        docs = _publish_on_blocking_failure(context, postgres, output_store, evaluations.values())
         for evaluation in evaluations.values():
             yield check_result(asset_key, evaluation, context.run.run_id, docs)
 

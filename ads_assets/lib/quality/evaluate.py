@@ -42,11 +42,14 @@ CHECK_DESCRIPTIONS = {
     "keys": "The key is never null and unique.",
     "codes": "Code columns hold only the allowed Czech codes.",
     "referential": "Every foreign key points at an existing parent row (e.g. every transaction's account exists).",
-    "values": "Value ranges, formats and date windows.",
+    "values": (
+        "Value ranges, formats and date windows; amounts, balances and account numbers tolerate 1% of a batch "
+        "outside (a few fraudulent rows are the detectors' job, a corrupted batch is this check's)."
+    ),
     "ledger": "At least 98% of account-days (feature rows) chain their balances from the previous day (within 0.50).",
     "distribution": (
-        "Amounts per transaction type against the reference period (the 12 months before): mean within a "
-        "factor 2.5, and at least 85% inside the reference 1st..99th percentile."
+        "Amounts per transaction type against the reference period (the 12 months before): median and 90th "
+        "percentile within a factor 3 of the reference's, and at least 85% inside its 1st..99th percentile."
     ),
     VOLUME_MONTHLY: f"Rows per month per open account against the trailing 12 months: |z| < {Z_THRESHOLD:g} and no empty month.",
     VOLUME_DAILY: f"Rows per day per open account against the same day of the trailing 12 months: |z| < {Z_THRESHOLD:g}, no gap.",

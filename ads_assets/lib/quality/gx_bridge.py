@@ -1,8 +1,10 @@
 """The bridge to Great Expectations 1.x: validate a suite inside Postgres and read back what each expectation saw.
 
-A table validates whole; a monthly suite validates one calendar month at a time through a GX monthly
-batch definition on its date column, so the filtering and aggregation run in the database. Results
-come back as plain Python objects with every expectation's check, severity and observed values.
+A table validates whole; a monthly suite validates one calendar month at a time through a query batch
+on its date column, so the filtering and aggregation run in the database. Expectations with a
+`meta.slice` run on a query batch of their own, the batch's rows of that slice; their results are
+merged into one validation result per batch. Results come back as plain Python objects with every
+expectation's check, severity and observed values.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from ads_assets.lib.db import PostgresTarget
-from ads_assets.lib.quality.suites import Batch, Severity, SuiteSpec, build_gx_suite
+from ads_assets.lib.quality.suites import Batch, Severity, Slice, SuiteSpec, build_gx_suite, expectation_slice
 
 DATASOURCE = "ads"
 MAX_LISTED_VALUES = 20
@@ -172,12 +174,17 @@ def _condition(row_condition: Any) -> str | None:
     return str(row_condition)
 
 
+def _slice_condition(cut: Slice) -> str | None:
+    return " and ".join(f"{column} == {value!r}" for column, value in cut) or None
+
+
 def _outcomes(validation: Any) -> list[ExpectationOutcome]:
     outcomes = []
     for result in validation.results:
         configuration = result.expectation_config
         meta = configuration.meta or {}
         observed, details = _observed(result.result or {})
+        cut = expectation_slice({"meta": meta})
         outcomes.append(
             ExpectationOutcome(
                 index=int(meta.get("index", len(outcomes))),
@@ -190,10 +197,17 @@ def _outcomes(validation: Any) -> list[ExpectationOutcome]:
                 details=details,
                 error=_error_message(result.exception_info),
                 notes=meta.get("notes"),
-                condition=_condition(configuration.kwargs.get("row_condition")),
+                condition=_condition(configuration.kwargs.get("row_condition")) or _slice_condition(cut),
             )
         )
     return sorted(outcomes, key=lambda outcome: outcome.index)
+
+
+def _sql_literal(value: str | int) -> str:
+    """A slice value as an SQL literal."""
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("'", "''") + "'"
 
 
 def month_label(month: date) -> str:
@@ -210,13 +224,33 @@ RESULT_FORMAT = {
 """Counts and percentages for column expectations (no row dumps); query expectations keep their rows."""
 
 
+def _saw_nothing(observed: Any) -> bool:
+    """An observed value computed from no rows: None, or quantiles that are all None."""
+    if isinstance(observed, Mapping) and "values" in observed:
+        return all(value is None for value in observed["values"])
+    return observed is None
+
+
 def _empty_batch_passes(result: Any) -> bool:
     """An expectation marked `empty_batch: pass` that saw no rows at all (e.g. no VYBER in an early month)."""
     meta = result.expectation_config.meta or {}
     observed = (result.result or {}).get("observed_value")
     element_count = (result.result or {}).get("element_count")
     raised = _error_message(result.exception_info) is not None
-    return meta.get("empty_batch") == "pass" and not raised and observed is None and element_count in (None, 0)
+    return meta.get("empty_batch") == "pass" and not raised and _saw_nothing(observed) and element_count in (None, 0)
+
+
+def _merge(validations: list[Any], suite: str) -> Any:
+    """One validation result of `suite` holding the results of every slice's validation, in suite order."""
+    merged = validations[0]
+    evaluated = sum(int(validation.statistics["evaluated_expectations"]) for validation in validations)
+    merged.results = sorted(
+        (result for validation in validations for result in validation.results),
+        key=lambda result: int((result.expectation_config.meta or {}).get("index", 0)),
+    )
+    merged.suite_name = suite
+    merged.statistics["evaluated_expectations"] = evaluated
+    return merged
 
 
 def _settle_empty_batches(validation: Any) -> None:
@@ -240,7 +274,8 @@ class GxValidator:
 
     A whole-table suite validates a table asset. A monthly suite validates a query asset per window,
     `SELECT * FROM table WHERE date >= first AND date < end`, so Postgres reads the month through the
-    date index instead of scanning the table for every metric.
+    date index instead of scanning the table for every metric. The expectations of a slice validate a
+    query asset with the slice's conditions added, e.g. `... AND type = 'PRIJEM'`.
     """
 
     def __init__(self, target: PostgresTarget):
@@ -258,27 +293,33 @@ class GxValidator:
         self._suites: dict[str, Any] = {}
         self._batches: dict[str, Any] = {}
 
-    def _suite(self, spec: SuiteSpec) -> Any:
-        if spec.name not in self._suites:
-            self._suites[spec.name] = self.context.suites.add(build_gx_suite(spec))
-        return self._suites[spec.name]
+    def _suite(self, spec: SuiteSpec, cut: Slice, indices: list[int]) -> Any:
+        name = spec.name + "".join(f"[{column}={value}]" for column, value in cut)
+        if name not in self._suites:
+            self._suites[name] = self.context.suites.add(build_gx_suite(spec, name, indices))
+        return self._suites[name]
 
-    def _batch_definition(self, spec: SuiteSpec, window: tuple[date, date] | None) -> Any:
-        name = spec.name if window is None else f"{spec.name}@{window[0]:%Y-%m-%d}..{window[1]:%Y-%m-%d}"
+    def _batch_definition(self, spec: SuiteSpec, window: tuple[date, date] | None, cut: Slice = ()) -> Any:
+        """The batch of `spec`'s table: whole, or the rows of `window` and of the slice `cut`, as a query."""
+        name = spec.name
+        conditions = [f"{column} = {_sql_literal(value)}" for column, value in cut]
+        if window is not None:
+            column = spec.meta.get("date_column", "date")
+            name += f"@{window[0]:%Y-%m-%d}..{window[1]:%Y-%m-%d}"
+            conditions = [
+                f"{column} >= '{window[0].isoformat()}'",
+                f"{column} < '{window[1].isoformat()}'",
+                *conditions,
+            ]
+        name += "".join(f"[{column}={value}]" for column, value in cut)
         if name not in self._batches:
-            if window is None:
+            if not conditions:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
                     asset = self.datasource.add_table_asset(name, table_name=spec.table, schema_name=spec.schema)
             else:
-                column = spec.meta.get("date_column", "date")
-                asset = self.datasource.add_query_asset(
-                    name,
-                    query=(
-                        f"SELECT * FROM {spec.qualified_table} "
-                        f"WHERE {column} >= '{window[0].isoformat()}' AND {column} < '{window[1].isoformat()}'"
-                    ),
-                )
+                query = f"SELECT * FROM {spec.qualified_table} WHERE {' AND '.join(conditions)}"
+                asset = self.datasource.add_query_asset(name, query=query)
             self._batches[name] = asset.add_batch_definition_whole_table("batch")
         return self._batches[name]
 
@@ -294,10 +335,15 @@ class GxValidator:
 
         if (spec.batch is Batch.MONTH) != (window is not None):
             raise ValueError(f"suite {spec.name} is batched by {spec.batch.value}; window={window}")
-        validator = Validator(
-            batch_definition=self._batch_definition(spec, window), batch_parameters=None, result_format=RESULT_FORMAT
-        )
-        validation = validator.validate_expectation_suite(self._suite(spec), dict(parameters or {}))
+        validations = [
+            Validator(
+                batch_definition=self._batch_definition(spec, window, cut),
+                batch_parameters=None,
+                result_format=RESULT_FORMAT,
+            ).validate_expectation_suite(self._suite(spec, cut, indices), dict(parameters or {}))
+            for cut, indices in spec.slices().items()
+        ]
+        validation = _merge(validations, spec.name)
         _settle_empty_batches(validation)
         validation.meta["batch"] = label or ("all" if window is None else f"{window[0]}..{window[1]}")
         return SuiteOutcome(

@@ -1,9 +1,11 @@
 """Runtime expectation parameters (`$PARAMETER` in the suites): date windows and reference distributions.
 
 The distribution expectations of `raw.fin_trans` compare a month's amounts per transaction type with
-the reference period, the twelve months before it: the mean must stay within a factor of the
-reference mean, and most amounts inside the reference 1st..99th percentile. Both references are
-computed by one SQL query over the reference months.
+the reference period, the twelve months before it: the month's median and 90th percentile must stay
+within a factor of the reference's, and most amounts inside the reference 1st..99th percentile. Both
+are robust to a handful of outliers (a fraudulent amount ×100 moves neither), so they flag a batch
+whose amounts shifted as a whole, such as a month in the wrong unit. The references come from one
+SQL query over the reference months.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ BERKA_FIRST_DAY = date(1993, 1, 1)
 BERKA_LAST_DAY = date(1998, 12, 31)
 REFERENCE_MONTHS = 12
 MIN_REFERENCE_ROWS = 200
-MEAN_FACTOR = 2.5
+QUANTILES = (0.5, 0.9)
+QUANTILE_FACTOR = 3.0
 
 
 def add_months(month: date, count: int) -> date:
@@ -64,27 +67,39 @@ def date_parameters(span: Span, month: date | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class AmountReference:
-    """Amounts of one transaction type over a reference period."""
+    """Amounts of one transaction type over a reference period: row count, 1st/99th and QUANTILES percentiles."""
 
     type: str
     rows: int
-    mean: float
     p01: float
     p99: float
+    quantiles: tuple[float, ...]
 
 
 def amount_references(connection: psycopg.Connection, first_day: date, end_day: date) -> dict[str, AmountReference]:
-    """Per transaction type: rows, mean and 1st/99th percentile of `amount` in [first_day, end_day)."""
+    """Per transaction type: rows and percentiles of `amount` in [first_day, end_day)."""
+    percentiles = [0.01, 0.99, *QUANTILES]
     rows = connection.execute(
-        "SELECT type, count(*), avg(amount), percentile_cont(0.01) WITHIN GROUP (ORDER BY amount), "
-        "percentile_cont(0.99) WITHIN GROUP (ORDER BY amount) "
-        "FROM raw.fin_trans WHERE date >= %s AND date < %s GROUP BY type",
-        (first_day, end_day),
+        "SELECT type, count(*), "
+        + ", ".join("percentile_cont(%s) WITHIN GROUP (ORDER BY amount)" for _ in percentiles)
+        + " FROM raw.fin_trans WHERE date >= %s AND date < %s GROUP BY type",
+        (*percentiles, first_day, end_day),
     ).fetchall()
     return {
-        kind: AmountReference(kind, int(count), float(mean), float(p01), float(p99))
-        for kind, count, mean, p01, p99 in rows
+        kind: AmountReference(kind, int(count), float(p01), float(p99), tuple(float(value) for value in quantiles))
+        for kind, count, p01, p99, *quantiles in rows
     }
+
+
+def quantile_ranges(reference: AmountReference | None) -> dict[str, list]:
+    """GX `quantile_ranges`: each of QUANTILES within QUANTILE_FACTOR of the reference's (open without one)."""
+    if reference is None or reference.rows < MIN_REFERENCE_ROWS:
+        ranges = [[0, None] for _ in QUANTILES]
+    else:
+        ranges = [
+            [round(value / QUANTILE_FACTOR, 2), round(value * QUANTILE_FACTOR, 2)] for value in reference.quantiles
+        ]
+    return {"quantiles": list(QUANTILES), "value_ranges": ranges}
 
 
 def distribution_parameters(references: dict[str, AmountReference]) -> dict[str, Any]:
@@ -93,19 +108,11 @@ def distribution_parameters(references: dict[str, AmountReference]) -> dict[str,
     for kind in sorted(TRANS_TYPES):
         low = kind.lower()
         reference = references.get(kind)
-        if reference is None or reference.rows < MIN_REFERENCE_ROWS:
-            parameters |= {
-                f"amount_mean_{low}_min": 0,
-                f"amount_mean_{low}_max": None,
-                f"amount_p01_{low}": 0,
-                f"amount_p99_{low}": None,
-            }
-            continue
+        known = reference is not None and reference.rows >= MIN_REFERENCE_ROWS
         parameters |= {
-            f"amount_mean_{low}_min": round(reference.mean / MEAN_FACTOR, 2),
-            f"amount_mean_{low}_max": round(reference.mean * MEAN_FACTOR, 2),
-            f"amount_p01_{low}": round(reference.p01, 2),
-            f"amount_p99_{low}": round(reference.p99, 2),
+            f"amount_quantiles_{low}": quantile_ranges(reference),
+            f"amount_p01_{low}": round(reference.p01, 2) if known else 0,
+            f"amount_p99_{low}": round(reference.p99, 2) if known else None,
         }
     return parameters
 

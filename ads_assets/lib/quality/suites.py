@@ -4,6 +4,10 @@ Every expectation names, in its `meta`, the check it belongs to (`schema`, `keys
 `referential`, `values`, `ledger`, `distribution`) and that check's severity: `blocking` checks stop
 downstream assets when they fail, `warn` checks only report. GX's own `severity` field mirrors it
 (`critical` / `warning`) so Data Docs show the same thing.
+
+An expectation with `meta.slice` (e.g. `{"type": "PRIJEM"}`) is validated on the rows of the batch where
+those columns hold those values, as a query batch of its own: GX's median and quantile metrics fail
+with row conditions under SQLAlchemy 2.1, and a query lets Postgres do the filtering.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ class Severity(StrEnum):
     @property
     def gx_severity(self) -> str:
         return "critical" if self is Severity.BLOCKING else "warning"
+
+
+Slice = tuple[tuple[str, str | int], ...]
+"""Column = value conditions that cut a slice of a batch, sorted by column; () is the whole batch."""
 
 
 class Batch(StrEnum):
@@ -64,6 +72,18 @@ class SuiteSpec:
 
     def expectations_of(self, check: str) -> list[dict[str, Any]]:
         return [expectation for expectation in self.expectations if expectation["meta"]["check"] == check]
+
+    def slices(self) -> dict[Slice, list[int]]:
+        """The indices of the expectations validated on each slice of a batch, the whole batch (`()`) first."""
+        parts: dict[Slice, list[int]] = {}
+        for index, expectation in enumerate(self.expectations):
+            parts.setdefault(expectation_slice(expectation), []).append(index)
+        return dict(sorted(parts.items(), key=lambda part: (len(part[0]), repr(part[0]))))
+
+
+def expectation_slice(expectation: dict[str, Any]) -> Slice:
+    """The slice an expectation is validated on, from its `meta.slice` mapping of column to value."""
+    return tuple(sorted((expectation.get("meta") or {}).get("slice", {}).items()))
 
 
 def suite_path(name: str, directory: Path = EXPECTATIONS_DIR) -> Path:
@@ -102,6 +122,12 @@ def load_suite_spec(path: Path) -> SuiteSpec:
             raise SuiteError(
                 f"{path}: expectation {index} has GX severity {expectation['severity']!r} but meta {severity}"
             )
+        cut = expectation_meta.get("slice", {})
+        if not isinstance(cut, dict) or not all(
+            isinstance(column, str) and column.isidentifier() and isinstance(value, str | int)
+            for column, value in cut.items()
+        ):
+            raise SuiteError(f"{path}: expectation {index} has a meta.slice that is not a column-to-value mapping")
     schema, _, table_name = table.partition(".")
     return SuiteSpec(
         name=name,
@@ -124,13 +150,15 @@ def feature_suite_spec(directory: Path = EXPECTATIONS_DIR) -> SuiteSpec:
     return load_suite_spec(suite_path(FEATURE_SUITE, directory))
 
 
-def build_gx_suite(spec: SuiteSpec, name: str | None = None) -> Any:
-    """The GX ExpectationSuite of a spec, built expectation by expectation so none is dropped silently."""
+def build_gx_suite(spec: SuiteSpec, name: str | None = None, indices: list[int] | None = None) -> Any:
+    """The GX ExpectationSuite of a spec (or of the expectations at `indices`), built one by one so none is dropped."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+    indices = list(range(spec.written)) if indices is None else indices
     built = []
-    for index, expectation in enumerate(spec.expectations):
+    for index in indices:
+        expectation = spec.expectations[index]
         try:
             configuration = ExpectationConfiguration(
                 type=expectation["type"],
@@ -144,6 +172,6 @@ def build_gx_suite(spec: SuiteSpec, name: str | None = None) -> Any:
                 f"{spec.path}: expectation {index} ({expectation.get('type')}) cannot be built: {error}"
             ) from error
     suite = gx.ExpectationSuite(name=name or spec.name, expectations=built, meta=dict(spec.meta))
-    if len(suite.expectations) != spec.written:
-        raise SuiteError(f"{spec.path}: GX kept {len(suite.expectations)} of {spec.written} expectations")
+    if len(suite.expectations) != len(indices):
+        raise SuiteError(f"{spec.path}: GX kept {len(suite.expectations)} of {len(indices)} expectations")
     return suite
