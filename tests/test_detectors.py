@@ -56,7 +56,12 @@ class Ledger:
     ensemble: EnsembleDetector
 
 
-def _dbt_run(target: PostgresTarget, work: Path) -> None:
+def build_feature_mart(source: Path, target: PostgresTarget, work: Path) -> None:
+    """Load the Berka files in `source` into `target` and build `marts.fct_transaction_features` with dbt."""
+    with connect(target) as connection:
+        sources = detect_source(source)
+        for relation in LOAD_ORDER:
+            load_relation(connection, sources[relation])
     env = {
         **os.environ,
         "ADS_PG_HOST": target.host,
@@ -79,11 +84,7 @@ def ledger(postgres_target: PostgresTarget, tmp_path_factory: pytest.TempPathFac
     data = generate(GeneratorConfig(accounts=400, start="1995-07", end="1997-12", seed=3, anomaly_rate=0.004))
     write_dataset(data, work / "source", "asc")
     with temporary_database(postgres_target) as target:
-        with connect(target) as connection:
-            sources = detect_source(work / "source")
-            for relation in LOAD_ORDER:
-                load_relation(connection, sources[relation])
-        _dbt_run(target, work)
+        build_feature_mart(work / "source", target, work)
         with connect(target) as connection:
             features = read_query(connection, "SELECT * FROM marts.fct_transaction_features ORDER BY trans_id")
     labels = data.labels.loc[data.labels["trans_id"].notna()]
