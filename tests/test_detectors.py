@@ -275,6 +275,34 @@ def test_amount_beyond_history_weighs_how_much_the_history_varies() -> None:
     assert "10 times this account's 90-day median (1,500)" in result.reason(1)
 
 
+def test_a_power_of_ten_is_certain_only_where_amounts_repeat() -> None:
+    frame = _rows(
+        amount=[28_228.0, 10_600.0, 10_600.0, 108.0],
+        kind_amount_median_90d=[2_822.8, 1_060.0, 1_060.0, 10.8],
+        kind_amount_max_90d=[2_822.8, 2_400.0, 1_060.0, 10.8],
+        kind_txn_count_90d=[3, 3, 3, 1],
+        transaction_kind=["household_payment", "cash_withdrawal", "cash_withdrawal", "interest_credited"],
+    )
+    result = AmountBeyondHistory().evaluate(with_frame_context(frame))
+    assert result.severity[0] >= 0.95 and result.severity[2] >= 0.95
+    assert result.severity[1] < 0.95 and "exactly" not in result.reason(1)
+    assert result.severity[3] < 0.95
+
+
+def test_burst_severity_keeps_rising_with_the_evidence() -> None:
+    def day(count: int, history: int) -> pd.DataFrame:
+        return _rows(
+            trans_id=list(range(1, count + 1)),
+            transaction_kind=["cash_withdrawal"] * count,
+            amount=[1_000.0] * count,
+            kind_txn_count_90d=[history] * count,
+            day_spend_ratio=[2.0] * count,
+        )
+
+    severities = [Burst().evaluate(with_frame_context(day(count, 20))).severity[0] for count in (5, 7, 9, 12)]
+    assert 0 < severities[0] < severities[1] < severities[2] < severities[3] < 0.9
+
+
 def test_burst_and_new_payee_rules() -> None:
     burst = _rows(
         trans_id=list(range(1, 8)),
