@@ -114,10 +114,22 @@ def test_months_between_retrains_reuse_the_model_trained_before_the_retrain_mont
     assert sorted(detection.registry.versions("detection__anomaly_models")) == sorted({august, october})
 
 
+def test_the_first_month_of_the_data_is_scored_by_a_cold_start_model(detection: Detection) -> None:
+    result = detection.materialize(["1995-01-01"])
+
+    assert result.success
+    [materialization] = result.asset_materializations_for_node(MODELS_OP)
+    [window] = [model["training_window"] for model in materialization.metadata["models"].data.values()]
+    assert window.startswith("1995-01") and window.endswith("1995-12-31")
+    assert set(detection.scores().query("month == '1995-01'")["model_version"]) == {
+        detection.recorded("1995-01-01")["model_version"]
+    }
+
+
 def test_materializing_the_same_months_twice_gives_identical_rows(detection: Detection) -> None:
     before, parquet_before = detection.scores(), detection.parquet()
     stored = {month: detection.recorded(month) for month in MONTHS}
-    assert set(before["month"]) == {month[:7] for month in MONTHS}
+    assert {month[:7] for month in MONTHS} <= set(before["month"])
     assert before["is_anomaly"].any() and before.loc[before["is_anomaly"], "reasons"].notna().all()
 
     again = detection.materialize(MONTHS)

@@ -122,7 +122,11 @@ def anomaly_models(
         by_retrain_month: dict[date, TrainedModel] = {}
         fit_seconds = 0.0
         for retrain in retrain_months:
-            training = training_frame(history, pd.Timestamp(retrain), config.training_months, confirmed)
+            training = (
+                training_frame(history, pd.Timestamp(retrain), config.training_months, confirmed)
+                if len(history)
+                else history
+            )
             is_cold_start = len(training) < config.min_training_rows
             if is_cold_start:
                 if cold_start is None:
