@@ -1,22 +1,27 @@
 """Benchmark of anomaly detection on a generated ledger with labelled anomalies of every kind.
 
 Generates the Berka relations with labelled anomalies (a seed never used for tuning), loads them into
-a throw-away embedded Postgres, builds the dbt marts, fits the ensemble (rules + Isolation Forest +
-LOF) on the `--train-months` months before `--score-from` and scores every month from there on.
-Prints, per anomaly kind and overall:
+a throw-away embedded Postgres, builds the dbt marts and trains and scores month by month as the
+detection assets do: an ensemble (rules + Isolation Forest + LOF) for every retrain month (every
+`--retrain-every` months, by default DetectionConfig's `retrain_every_months`), fitted on the
+`--train-months` months before it, scores each month from `--score-from` on up to the next retrain
+month. Prints, per anomaly kind and overall:
 
 - average precision (positives: the kind's labelled rows; negatives: unlabelled rows);
 - recall within the top 1 % of each month's scores (the alert budget of one month);
 
 beside a plain Isolation Forest on raw columns (amount, balance, one-hot type / operation /
-category) fitted on the same training months; then the missing-payment recall and precision of
-`marts.fct_missing_payments` against the `missing_bill` labels (account and month), the scoring
-throughput (rows per second, without SHAP), the seconds SHAP and the reasons take for one month's
-flagged rows, and the peak memory of this process. Exit status 1 when a target is missed.
+category) trained on the same months; then how the retrain cadences of `--compare` differ in models
+fitted, fit time and accuracy (a retrain month's model is the same whatever the cadence, so they
+share models), the missing-payment recall and precision of `marts.fct_missing_payments` against the
+`missing_bill` labels (account and month), the scoring throughput (rows per second, without SHAP),
+the seconds SHAP and the reasons take for one month's flagged rows, and the peak memory of this
+process. Exit status 1 when a target is missed.
 
 Usage::
 
-    python benchmarks/detection.py [--accounts 4500] [--seed 20261126] [--score-from 1998-01] [--keep DIR]
+    python benchmarks/detection.py [--accounts 4500] [--seed 20261126] [--score-from 1998-01]
+                                   [--retrain-every N] [--compare 1,3,6,12] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +50,12 @@ from sklearn.preprocessing import OneHotEncoder
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ads_assets.defs.detection.assets import DetectionConfig  # noqa: E402
 from ads_assets.lib.berka.formats import detect_source  # noqa: E402
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset  # noqa: E402
 from ads_assets.lib.berka.schema import LOAD_ORDER  # noqa: E402
 from ads_assets.lib.db import PostgresTarget, connect, embedded_postgres  # noqa: E402
-from ads_assets.lib.detectors.ensemble import EnsembleDetector, training_frame  # noqa: E402
+from ads_assets.lib.detectors.ensemble import EnsembleDetector, retrain_month, training_frame  # noqa: E402
 from ads_assets.lib.ingest import load_relation  # noqa: E402
 from ads_assets.lib.tables import read_query  # noqa: E402
 
@@ -61,6 +69,7 @@ TARGETS = {
     "shap_seconds": 20.0,
     "peak_gib": 4.0,
 }
+DETECTION = DetectionConfig()
 RAW_NUMERIC = ["amount", "balance_after"]
 RAW_CATEGORICAL = ["transaction_type", "operation", "category"]
 
@@ -119,7 +128,15 @@ def detection_metrics(scores: np.ndarray, kinds: np.ndarray, months: np.ndarray)
     return pd.DataFrame(rows, columns=["kind", "rows", "ap", "recall_top1"]).set_index("kind")
 
 
-def raw_isolation_forest(train: pd.DataFrame, test: pd.DataFrame, random_state: int) -> np.ndarray:
+def raw_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The baseline's inputs: amount, balance and the type / operation / category codes."""
+    out = frame[RAW_NUMERIC + RAW_CATEGORICAL].copy()
+    out[RAW_NUMERIC] = out[RAW_NUMERIC].astype("float64")
+    out[RAW_CATEGORICAL] = out[RAW_CATEGORICAL].astype("object").fillna("none")
+    return out
+
+
+def raw_isolation_forest(train: pd.DataFrame, random_state: int) -> Pipeline:
     """The baseline: IsolationForest on amount, balance and one-hot type/operation/category."""
     columns = ColumnTransformer(
         [
@@ -128,15 +145,7 @@ def raw_isolation_forest(train: pd.DataFrame, test: pd.DataFrame, random_state: 
         ]
     )
     model = Pipeline([("columns", columns), ("forest", IsolationForest(random_state=random_state))])
-
-    def prepared(frame: pd.DataFrame) -> pd.DataFrame:
-        out = frame[RAW_NUMERIC + RAW_CATEGORICAL].copy()
-        out[RAW_NUMERIC] = out[RAW_NUMERIC].astype("float64")
-        out[RAW_CATEGORICAL] = out[RAW_CATEGORICAL].astype("object").fillna("none")
-        return out
-
-    model.fit(prepared(train))
-    return -model.score_samples(prepared(test))
+    return model.fit(raw_columns(train))
 
 
 def missing_payment_metrics(found: pd.DataFrame, labels: pd.DataFrame, since: pd.Timestamp | None) -> dict[str, float]:
@@ -164,7 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261126, help="generator seed (never used for tuning)")
     parser.add_argument("--anomaly-rate", type=float, default=0.005)
     parser.add_argument("--score-from", default="1998-01", help="first scored month, YYYY-MM")
-    parser.add_argument("--train-months", type=int, default=12)
+    parser.add_argument("--train-months", type=int, default=DETECTION.training_months)
+    parser.add_argument(
+        "--retrain-every",
+        type=int,
+        default=DETECTION.retrain_every_months,
+        help="months between retrains (default: DetectionConfig's)",
+    )
+    parser.add_argument(
+        "--compare",
+        default="1,3,6,12",
+        help="retrain cadences to compare (comma-separated; their models are shared, so it costs scoring only)",
+    )
     parser.add_argument("--keep", type=Path, help="work in (and keep) this folder instead of a temporary one")
     args = parser.parse_args(argv)
 
@@ -177,8 +197,86 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
+@dataclass
+class MonthlyModels:
+    """The ensemble of every retrain month, fitted on demand as the detection assets fit them."""
+
+    features: pd.DataFrame
+    training_months: int
+    models: dict[date, EnsembleDetector] = field(default_factory=dict)
+    fit_seconds: dict[date, float] = field(default_factory=dict)
+    training_rows: dict[date, int] = field(default_factory=dict)
+    baselines: dict[date, Pipeline] = field(default_factory=dict)
+
+    def model(self, month: date) -> EnsembleDetector:
+        if month not in self.models:
+            train = training_frame(self.features, pd.Timestamp(month), self.training_months)
+            started = time.perf_counter()
+            self.models[month] = EnsembleDetector(
+                threshold=DETECTION.threshold, alert_budget=DETECTION.alert_budget, random_state=DETECTION.random_state
+            ).fit(train)
+            self.fit_seconds[month] = time.perf_counter() - started
+            self.training_rows[month] = len(train)
+        return self.models[month]
+
+    def baseline(self, month: date) -> Pipeline:
+        if month not in self.baselines:
+            self.baselines[month] = raw_isolation_forest(
+                training_frame(self.features, pd.Timestamp(month), self.training_months), random_state=0
+            )
+        return self.baselines[month]
+
+
+@dataclass
+class Scoring:
+    """One cadence's scores of the scored months, in the order of the scored frame."""
+
+    every: int
+    table: pd.DataFrame
+    baseline: np.ndarray
+    retrain_months: list[date]
+    seconds: float
+    cpu_seconds: float
+
+
+def score_with_cadence(monthly: MonthlyModels, test: pd.DataFrame, months: np.ndarray, every: int) -> Scoring:
+    """Score each month with the model of its retrain month, as `anomaly/transaction_scores` does."""
+    tables, baseline = [], np.zeros(len(test))
+    seconds = cpu_seconds = 0.0
+    retrains = []
+    for month in sorted(set(months)):
+        rows = np.flatnonzero(months == month)
+        retrain = retrain_month(date.fromisoformat(f"{month}-01"), every)
+        retrains.append(retrain)
+        ensemble = monthly.model(retrain)
+        frame = test.iloc[rows].reset_index(drop=True)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        tables.append(ensemble.score_frame(frame).table.set_index(pd.Index(rows)))
+        seconds += time.perf_counter() - started
+        cpu_seconds += time.process_time() - cpu_started
+        baseline[rows] = -monthly.baseline(retrain).score_samples(raw_columns(frame))
+    return Scoring(every, pd.concat(tables).sort_index(), baseline, sorted(set(retrains)), seconds, cpu_seconds)
+
+
+def machine() -> str:
+    """Cores, memory and load of this machine, for the record."""
+    memory = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    return (
+        f"{os.cpu_count()} cores, {memory / (1 << 20):.0f} GiB, load average {os.getloadavg()[0]:.1f} at start "
+        f"(Python {sys.version.split()[0]})"
+    )
+
+
 def run(args: argparse.Namespace, work: Path) -> int:
     started = time.perf_counter()
+    print(f"{date.today().isoformat()}; {machine()}", flush=True)
     config = GeneratorConfig(accounts=args.accounts, seed=args.seed, anomaly_rate=args.anomaly_rate)
     data = generate(config)
     write_dataset(data, work / "source", "asc")
@@ -191,41 +289,37 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"loaded and built the marts in {time.perf_counter() - started:.0f} s", flush=True)
 
     with connect(target) as connection:
-        features = read_query(connection, "SELECT * FROM marts.fct_transaction_features ORDER BY trans_id")
+        features = read_query(connection, "SELECT * FROM marts.fct_transaction_features")
         missing = read_query(connection, "SELECT * FROM marts.fct_missing_payments")
+    features = features.sort_values(["trans_date", "trans_id"], kind="stable").reset_index(drop=True)
     features["trans_month"] = pd.to_datetime(features["trans_month"])
     kind_of = dict(
         zip(labels["trans_id"].dropna().astype(int), labels.loc[labels["trans_id"].notna(), "kind"], strict=True)
     )
     score_from = pd.Timestamp(f"{args.score_from}-01")
-
-    train = training_frame(features, score_from, args.train_months)
     test = features.loc[features["trans_month"] >= score_from].reset_index(drop=True)
     kinds = test["trans_id"].map(kind_of).fillna("normal").to_numpy(dtype=object)
     months = test["trans_month"].dt.strftime("%Y-%m").to_numpy()
+    monthly = MonthlyModels(features, args.train_months)
 
-    fit_started = time.perf_counter()
-    ensemble = EnsembleDetector().fit(train)
-    fit_seconds = time.perf_counter() - fit_started
+    cadences = sorted({args.retrain_every, *(int(every) for every in args.compare.split(",") if every.strip())})
     load_before = os.getloadavg()[0]
-    score_started, score_cpu_started = time.perf_counter(), time.process_time()
-    scored = ensemble.score_frame(test)
-    score_seconds = time.perf_counter() - score_started
-    score_cpu_seconds = time.process_time() - score_cpu_started
-    table = scored.table
+    scorings = {every: score_with_cadence(monthly, test, months, every) for every in cadences}
+    main_scoring = scorings[args.retrain_every]
+    table = main_scoring.table
 
     last_month = months.max()
     month_rows = np.flatnonzero(months == last_month)
     month_frame = test.iloc[month_rows].reset_index(drop=True)
-    month_scored = ensemble.score_frame(month_frame)
+    last_model = monthly.model(retrain_month(date.fromisoformat(f"{last_month}-01"), args.retrain_every))
+    month_scored = last_model.score_frame(month_frame)
     explain_started = time.perf_counter()
-    reasons = ensemble.explain(month_frame, scored=month_scored, only_flagged=True)
+    reasons = last_model.explain(month_frame, scored=month_scored, only_flagged=True)
     explain_seconds = time.perf_counter() - explain_started
     json.dumps(reasons)
 
-    baseline = raw_isolation_forest(train, test, random_state=0)
     ours = detection_metrics(table["score"].to_numpy(), kinds, months)
-    plain = detection_metrics(baseline, kinds, months)
+    plain = detection_metrics(main_scoring.baseline, kinds, months)
     parts = {
         name: detection_metrics(table[column].to_numpy(), kinds, months)
         for name, column in (
@@ -237,17 +331,21 @@ def run(args: argparse.Namespace, work: Path) -> int:
     }
     all_months = missing_payment_metrics(missing, labels, None)
     scored_months = missing_payment_metrics(missing, labels, score_from)
-    rows_per_second = len(test) / score_seconds
+    rows_per_second = len(test) / main_scoring.seconds
     peak = peak_rss_gib()
+    fits = [monthly.fit_seconds[month] for month in main_scoring.retrain_months]
+    rows = [monthly.training_rows[month] for month in main_scoring.retrain_months]
 
     print()
     print(
-        f"training: {len(train):,} rows of the {args.train_months} months before {args.score_from} "
-        f"({ensemble.excluded_rule_rows_:,} rule hits excluded), fitted in {fit_seconds:.1f} s"
+        f"training: one model per retrain month (every {args.retrain_every} months: "
+        f"{', '.join(f'{month:%Y-%m}' for month in main_scoring.retrain_months)}), each on the "
+        f"{args.train_months} months before it ({min(rows):,}..{max(rows):,} rows, rule hits excluded); "
+        f"{len(fits)} fits in {sum(fits):.1f} s ({np.mean(fits):.1f} s each)"
     )
     print(
-        f"scored: {len(test):,} rows, {args.score_from}..{last_month}; threshold {ensemble.threshold_:.2f}, "
-        f"flagged {scored.flagged_rate:.2%} (training reference {ensemble.training_flagged_rate_:.2%})"
+        f"scored: {len(test):,} rows, {args.score_from}..{last_month}, each month by its retrain month's model; "
+        f"threshold {DETECTION.threshold:.2f}, flagged {table['flagged'].mean():.2%}"
     )
     print()
     header = f"{'kind':<20}{'rows':>7}{'AP ensemble':>13}{'AP raw IF':>11}{'top-1% ens':>12}{'top-1% raw':>12}"
@@ -263,6 +361,20 @@ def run(args: argparse.Namespace, work: Path) -> int:
     for name, metrics in parts.items():
         print(f"  {name:<8} {metrics.loc['overall', 'ap']:.3f} / {metrics.loc['overall', 'recall_top1']:.3f}")
     print()
+    print("retrain cadence (models are shared between cadences; fit time is that of the cadence's own models):")
+    header = f"{'every':>5}{'models':>8}{'fit s':>8}{'AP overall':>12}{'min top-1%':>12}  AP per kind"
+    print(header)
+    print("-" * (len(header) + 50))
+    for every, scoring in scorings.items():
+        metrics = detection_metrics(scoring.table["score"].to_numpy(), kinds, months)
+        per_kind = metrics.drop(index="overall")
+        fit = sum(monthly.fit_seconds[month] for month in scoring.retrain_months)
+        print(
+            f"{every:>5}{len(scoring.retrain_months):>8}{fit:>8.1f}{metrics.loc['overall', 'ap']:>12.3f}"
+            f"{per_kind['recall_top1'].min():>12.3f}  "
+            + " ".join(f"{kind} {value:.3f}" for kind, value in per_kind["ap"].items())
+        )
+    print()
     print(
         f"missing payments (fct_missing_payments vs missing_bill), all months: recall {all_months['recall']:.3f}, "
         f"precision {all_months['precision']:.3f} ({all_months['reported']:,} reported, {all_months['labelled']:,} labelled)"
@@ -273,9 +385,10 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"{scored_months['labelled']:,} labelled)"
     )
     print(
-        f"scoring throughput: {rows_per_second:,.0f} rows/s ({len(test):,} rows in {score_seconds:.1f} s wall, "
-        f"without SHAP); {len(test) / score_cpu_seconds:,.0f} rows per CPU-second ({score_cpu_seconds:.1f} s "
-        f"CPU on {os.cpu_count()} cores; load average {load_before:.1f} before scoring)"
+        f"scoring throughput: {rows_per_second:,.0f} rows/s ({len(test):,} rows month by month in "
+        f"{main_scoring.seconds:.1f} s wall, without SHAP); {len(test) / main_scoring.cpu_seconds:,.0f} rows per "
+        f"CPU-second ({main_scoring.cpu_seconds:.1f} s CPU on {os.cpu_count()} cores; load average "
+        f"{load_before:.1f} before scoring)"
     )
     print(f"SHAP + reasons for {last_month}'s {len(reasons)} flagged rows: {explain_seconds:.1f} s")
     print(f"peak memory (this process): {peak:.2f} GiB")

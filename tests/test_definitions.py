@@ -13,10 +13,11 @@ def definitions(monkeypatch) -> dg.Definitions:
     monkeypatch.setenv("ADS_MONTHS", "1994-02:1995-01")
     import ads_assets.definitions as module
     import ads_assets.defs.dbt.assets as dbt_assets
+    import ads_assets.defs.detection.assets as detection_assets
     import ads_assets.defs.ingest.assets as ingest_assets
     import ads_assets.defs.partitions as partitions
 
-    modules_using_partitions = (partitions, ingest_assets, dbt_assets, module)
+    modules_using_partitions = (partitions, ingest_assets, dbt_assets, detection_assets, module)
     for loaded in modules_using_partitions:
         importlib.reload(loaded)
     yield module.defs

@@ -57,7 +57,12 @@ class Ledger:
     ensemble: EnsembleDetector
 
 
-def _dbt_run(target: PostgresTarget, work: Path) -> None:
+def build_feature_mart(source: Path, target: PostgresTarget, work: Path) -> None:
+    """Load the Berka files in `source` into `target` and build `marts.fct_transaction_features` with dbt."""
+    with connect(target) as connection:
+        sources = detect_source(source)
+        for relation in LOAD_ORDER:
+            load_relation(connection, sources[relation])
     env = {
         **os.environ,
         "ADS_PG_HOST": target.host,
@@ -80,11 +85,7 @@ def ledger(postgres_target: PostgresTarget, tmp_path_factory: pytest.TempPathFac
     data = generate(GeneratorConfig(accounts=400, start="1995-07", end="1997-12", seed=3, anomaly_rate=0.004))
     write_dataset(data, work / "source", "asc")
     with temporary_database(postgres_target) as target:
-        with connect(target) as connection:
-            sources = detect_source(work / "source")
-            for relation in LOAD_ORDER:
-                load_relation(connection, sources[relation])
-        _dbt_run(target, work)
+        build_feature_mart(work / "source", target, work)
         with connect(target) as connection:
             features = read_query(connection, "SELECT * FROM marts.fct_transaction_features ORDER BY trans_id")
     labels = data.labels.loc[data.labels["trans_id"].notna()]
@@ -273,6 +274,34 @@ def test_amount_beyond_history_weighs_how_much_the_history_varies() -> None:
     assert result.severity[2] < result.severity[1]
     assert result.severity[3] == 0
     assert "10 times this account's 90-day median (1,500)" in result.reason(1)
+
+
+def test_a_power_of_ten_is_certain_only_where_amounts_repeat() -> None:
+    frame = _rows(
+        amount=[28_228.0, 10_600.0, 10_600.0, 108.0],
+        kind_amount_median_90d=[2_822.8, 1_060.0, 1_060.0, 10.8],
+        kind_amount_max_90d=[2_822.8, 2_400.0, 1_060.0, 10.8],
+        kind_txn_count_90d=[3, 3, 3, 1],
+        transaction_kind=["household_payment", "cash_withdrawal", "cash_withdrawal", "interest_credited"],
+    )
+    result = AmountBeyondHistory().evaluate(with_frame_context(frame))
+    assert result.severity[0] >= 0.95 and result.severity[2] >= 0.95
+    assert result.severity[1] < 0.95 and "exactly" not in result.reason(1)
+    assert result.severity[3] < 0.95
+
+
+def test_burst_severity_keeps_rising_with_the_evidence() -> None:
+    def day(count: int, history: int) -> pd.DataFrame:
+        return _rows(
+            trans_id=list(range(1, count + 1)),
+            transaction_kind=["cash_withdrawal"] * count,
+            amount=[1_000.0] * count,
+            kind_txn_count_90d=[history] * count,
+            day_spend_ratio=[2.0] * count,
+        )
+
+    severities = [Burst().evaluate(with_frame_context(day(count, 20))).severity[0] for count in (5, 7, 9, 12)]
+    assert 0 < severities[0] < severities[1] < severities[2] < severities[3] < 0.9
 
 
 def test_burst_and_new_payee_rules() -> None:

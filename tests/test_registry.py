@@ -22,6 +22,7 @@ from ads_assets.defs.io_managers import (
     TrainedModel,
     model_io_manager,
     output_store_resource,
+    recorded_partition_model,
 )
 from ads_assets.lib.registry import (
     ModelIntegrityError,
@@ -174,6 +175,32 @@ def test_the_version_follows_window_parameters_and_code() -> None:
     assert base != model_version("isolation_forest", WINDOW, PARAMETERS | {"n_estimators": 51}, "v1")
     assert base != model_version("isolation_forest", WINDOW, PARAMETERS, "v2")
     assert base != model_version("autoencoder", WINDOW, PARAMETERS, "v1")
+    assert base != model_version("isolation_forest", WINDOW, PARAMETERS, "v1", "ab" * 32)
+
+
+def test_a_data_digest_is_part_of_the_version_and_sealed_in_the_manifest(tmp_path: Path, training) -> None:
+    registry = ModelRegistry(str(tmp_path / "models"))
+    digest = "ab" * 32
+    record = registry.save("isolation_forest", training[0], {"rows": 300}, WINDOW, PARAMETERS, "v1", digest)
+
+    assert record.version == model_version("isolation_forest", WINDOW, PARAMETERS, "v1", digest)
+    assert record.training_data_sha256 == digest
+    assert registry.verify("isolation_forest", record.version) == record
+    manifest = json.loads(manifest_path(record).read_text())
+    manifest["training_data_sha256"] = "cd" * 32
+    manifest_path(record).write_text(json.dumps(manifest))
+    with pytest.raises(ModelIntegrityError, match="training_data_sha256 differ"):
+        registry.verify("isolation_forest", record.version)
+
+
+def test_intact_is_the_record_of_an_unchanged_version_only(tmp_path: Path, training) -> None:
+    registry = ModelRegistry(str(tmp_path / "models"))
+    record = save_forest(registry, training[0])
+
+    assert registry.intact("isolation_forest", record.version) == record
+    assert registry.intact("isolation_forest", "0" * 16) is None
+    flip_byte(Path(record.path))
+    assert registry.intact("isolation_forest", record.version) is None
 
 
 def test_latest_by_default_and_any_version_by_name(tmp_path: Path, training) -> None:
@@ -351,6 +378,51 @@ def test_io_manager_loads_the_version_of_each_partition(tmp_path: Path) -> None:
 
     assert result.output_for_node("monthly_scores") == "1994-01"
     assert len(manager.registry().versions("monthly_model")) == 2
+
+
+def test_io_manager_stores_a_model_shared_by_partitions_once_and_keeps_an_intact_version(tmp_path: Path) -> None:
+    months = dg.StaticPartitionsDefinition(["1994-01", "1994-02", "1994-03"])
+
+    @dg.asset(io_manager_key="models", partitions_def=months)
+    def shared_model(context) -> dict[str, TrainedModel]:
+        first = TrainedModel({"trained": "1994-01"}, {"rows": 1}, WINDOW, {}, data_sha256="ab" * 32)
+        last = TrainedModel({"trained": "1994-03"}, {"rows": 1}, ("1993-03", "1994-02"), {}, data_sha256="cd" * 32)
+        return {key: last if key == "1994-03" else first for key in context.partition_keys}
+
+    scored: list[list[str]] = []
+
+    @dg.asset(partitions_def=months)
+    def shared_scores(context, shared_model: dict) -> None:
+        scored.append([shared_model[key]["trained"] for key in context.partition_keys])
+
+    manager = ModelIOManager(root=str(tmp_path / "models"))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [shared_model, shared_scores],
+            resources={"models": manager},
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": "1994-01", "dagster/asset_partition_range_end": "1994-03"},
+        )
+        assert result.success and scored == [["1994-01", "1994-01", "1994-03"]]
+        versions = manager.registry().versions("shared_model")
+        assert len(versions) == 2
+        recorded = {
+            key: recorded_partition_model(instance, dg.AssetKey("shared_model"), key)
+            for key in months.get_partition_keys()
+        }
+        assert recorded["1994-01"] == recorded["1994-02"] != recorded["1994-03"]
+        assert recorded["1994-01"]["model_name"] == "shared_model"
+
+        dg.materialize([shared_model], resources={"models": manager}, instance=instance, partition_key="1994-02")
+        assert recorded_partition_model(instance, dg.AssetKey("shared_model"), "1994-02") == recorded["1994-02"]
+        again = dg.materialize(
+            [shared_model, shared_scores],
+            resources={"models": manager},
+            instance=instance,
+            selection=["shared_scores"],
+            tags={"dagster/asset_partition_range_start": "1994-01", "dagster/asset_partition_range_end": "1994-03"},
+        )
+    assert again.success and scored[-1] == ["1994-01", "1994-01", "1994-03"]
 
 
 def test_io_manager_on_s3_through_the_s3_resource(s3_endpoint: str, s3_bucket: str, kms_key_id: str) -> None:

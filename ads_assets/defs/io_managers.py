@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from ads_assets.lib.registry import ModelRecord, ModelRegistry
+from ads_assets.lib.registry import ModelRecord, ModelRegistry, model_version
 from ads_assets.lib.storage import OutputStore, is_s3, s3_endpoint_url, s3_region
 from ads_assets.settings import Settings
 
@@ -22,7 +22,10 @@ MODELS_FOLDER = "models"
 class TrainedModel:
     """What a training asset returns: the fitted model and what it was trained on.
 
-    `code_version` defaults to the asset's `code_version`, else the installed ADS version.
+    `code_version` defaults to the asset's `code_version`, else the installed ADS version. `data_sha256`, a
+    digest of the training rows, makes the version name the model's content (window, parameters, code and data):
+    in a partitioned output such a model is stored once under the asset's name and shared by every partition
+    that returns it, in this run or a later one. Without it each partition's model is stored under its own name.
     """
 
     model: Any
@@ -30,6 +33,7 @@ class TrainedModel:
     training_window: tuple[str, str]
     parameters: dict[str, Any] = field(default_factory=dict)
     code_version: str | None = None
+    data_sha256: str | None = None
 
 
 class ModelIOManager(dg.ConfigurableIOManager):
@@ -37,7 +41,9 @@ class ModelIOManager(dg.ConfigurableIOManager):
 
     Each materialization records the model's version and sha256; a downstream input gets the model object of
     the version the upstream materialization (of the same partition) recorded, verified against that sha256,
-    or the latest version when there is no such record. S3 objects are written with SSE-KMS (`kms_key_id`,
+    or the latest version when there is no such record. A partitioned output records, per partition, the name,
+    version and sha256 of its model; models with a `data_sha256` are stored once and shared (an intact stored
+    version is kept, not rewritten, so what other partitions recorded stays valid). S3 objects are written with SSE-KMS (`kms_key_id`,
     else `ADS_S3_KMS_KEY_ID`, else the default S3 KMS key) through the `s3` resource's client when given.
     """
 
@@ -66,6 +72,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
             obj.training_window,
             obj.parameters,
             obj.code_version or _code_version(context),
+            obj.data_sha256,
         )
         context.add_output_metadata(_record_metadata(record))
 
@@ -77,29 +84,48 @@ class ModelIOManager(dg.ConfigurableIOManager):
                 f"{_model_name(context)}: models for partitions {sorted(models)} but the output covers {sorted(expected)}"
             )
         registry = self.registry()
+        name = _model_name(context)
+        stored: dict[tuple[str, str], ModelRecord] = {}
         recorded: dict[str, dict[str, str]] = {}
         for partition_key, trained in sorted(models.items()):
-            record = registry.save(
-                _partition_model_name(_model_name(context), partition_key),
-                trained.model,
-                trained.metadata,
-                trained.training_window,
-                trained.parameters,
-                trained.code_version or _code_version(context),
+            code_version = trained.code_version or _code_version(context)
+            shared = trained.data_sha256 is not None
+            stored_name = name if shared else _partition_model_name(name, partition_key)
+            version = model_version(
+                stored_name, trained.training_window, trained.parameters, code_version, trained.data_sha256
             )
+            record = stored.get((stored_name, version)) or (registry.intact(stored_name, version) if shared else None)
+            if record is None:
+                record = registry.save(
+                    stored_name,
+                    trained.model,
+                    trained.metadata,
+                    trained.training_window,
+                    trained.parameters,
+                    code_version,
+                    trained.data_sha256,
+                )
+            stored[(stored_name, version)] = record
             recorded[partition_key] = {
+                "model_name": stored_name,
                 "model_version": record.version,
                 "model_sha256": record.sha256,
                 "training_window": f"{record.training_window[0]}:{record.training_window[1]}",
             }
-        context.add_output_metadata({"model_count": len(recorded), "models": dg.MetadataValue.json(recorded)})
+        context.add_output_metadata(
+            {
+                "model_count": len(recorded),
+                "distinct_models": len(stored),
+                "models": dg.MetadataValue.json(recorded),
+            }
+        )
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         if upstream is None:
             raise dg.DagsterInvariantViolationError(f"{context.name}: a model input needs an upstream output")
         name = _model_name(upstream)
-        if context.has_asset_partitions and upstream.has_asset_partitions:
+        if context.has_asset_partitions and _stored_per_partition(context):
             return self._load_partitioned(context, name)
         recorded = _recorded_model(context)
         model, record = self.registry().load(
@@ -111,17 +137,23 @@ class ModelIOManager(dg.ConfigurableIOManager):
         return model
 
     def _load_partitioned(self, context: dg.InputContext, name: str) -> dict[str, Any]:
-        """Per partition key of the input, that partition's model, verified against the recorded sha256."""
+        """Per partition key of the input, that partition's model, verified against the recorded sha256.
+
+        A model that several partitions share is loaded once.
+        """
         registry = self.registry()
+        cache: dict[tuple[str, str | None, str | None], Any] = {}
         loaded: dict[str, Any] = {}
         for partition_key in context.asset_partition_keys:
-            recorded = _recorded_partition_model(context, partition_key)
-            model, _ = registry.load(
-                _partition_model_name(name, partition_key),
+            recorded = recorded_partition_model(context.instance, context.asset_key, partition_key)
+            key = (
+                recorded.get("model_name", _partition_model_name(name, partition_key)),
                 recorded.get("model_version"),
-                expected_sha256=recorded.get("model_sha256"),
+                recorded.get("model_sha256"),
             )
-            loaded[partition_key] = model
+            if key not in cache:
+                cache[key] = registry.load(key[0], key[1], expected_sha256=key[2])[0]
+            loaded[partition_key] = cache[key]
         return loaded
 
 
@@ -187,16 +219,32 @@ def _partition_model_name(name: str, partition_key: str) -> str:
     return f"{name}__{partition_key}"
 
 
-def _recorded_partition_model(context: dg.InputContext, partition_key: str) -> dict[str, str]:
-    """The version and sha256 that the latest materialization of `partition_key` recorded for it."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition_key]), limit=1
+def recorded_partition_model(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
+) -> dict[str, str]:
+    """The model name, version and sha256 that the latest materialization of `partition_key` recorded for it.
+
+    Empty when the partition was never materialized; no `model_name` when it was stored under the partition's
+    own name.
+    """
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return {}
     models = records[0].asset_materialization.metadata.get("models")
     recorded = models.value.get(partition_key, {}) if models is not None and isinstance(models.value, dict) else {}
-    return {key: value for key, value in recorded.items() if key in ("model_version", "model_sha256")}
+    return {key: value for key, value in recorded.items() if key in ("model_name", "model_version", "model_sha256")}
+
+
+def _stored_per_partition(context: dg.InputContext) -> bool:
+    """True when the input gets a {partition key: model} dict rather than one model.
+
+    That is when it spans several partitions, or when its one partition was stored by a partitioned output
+    (which records its models per partition); a model stored alone is loaded as itself.
+    """
+    keys = context.asset_partition_keys
+    return len(keys) > 1 or bool(recorded_partition_model(context.instance, context.asset_key, keys[0]))
 
 
 def _recorded_model(context: dg.InputContext) -> dict[str, str]:

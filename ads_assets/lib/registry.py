@@ -3,7 +3,9 @@
 A model is stored under `{root}/{name}/{version}/` as `model.joblib.fernet` (local) or `model.joblib` (S3)
 and `manifest.json`: name, version, training window, parameters, code version, metadata (rows, features,
 metrics…), save time, and the sha256 and size of the stored bytes. The version is a short sha256 of the name,
-training window, parameters and code version, so retraining the same thing replaces that version.
+training window, parameters and code version, so retraining the same thing replaces that version. When the caller
+also gives a digest of the training data (`data_sha256`), it is part of the version and of the manifest
+(`training_data_sha256`): one version is then one model's content, which a caller can store once and share.
 
 Encryption at rest: on a local root, files are encrypted with Fernet under the key in `ADS_MODEL_KEY`; when
 that is unset a key is generated once into `$ADS_HOME/model.key` (mode 0600) and reused, and losing that file
@@ -69,6 +71,7 @@ class ModelRecord:
     saved_at: str
     size: int
     encryption: str
+    training_data_sha256: str | None = None
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], path: str) -> ModelRecord:
@@ -85,13 +88,22 @@ class ModelRecord:
             saved_at=manifest["saved_at"],
             size=manifest["size"],
             encryption=manifest["encryption"]["type"],
+            training_data_sha256=manifest.get("training_data_sha256"),
         )
 
 
-def model_version(name: str, training_window: tuple[str, str], parameters: dict[str, Any], code_version: str) -> str:
-    """Short sha256 of name, training window, parameters (sorted JSON) and code version."""
-    identity = canonical_json([name, list(training_window), parameters, code_version])
-    return hashlib.sha256(identity).hexdigest()[:VERSION_LENGTH]
+def model_version(
+    name: str,
+    training_window: tuple[str, str],
+    parameters: dict[str, Any],
+    code_version: str,
+    data_sha256: str | None = None,
+) -> str:
+    """Short sha256 of name, training window, parameters (sorted JSON), code version and, when given, data digest."""
+    identity: list[Any] = [name, list(training_window), parameters, code_version]
+    if data_sha256 is not None:
+        identity.append(data_sha256)
+    return hashlib.sha256(canonical_json(identity)).hexdigest()[:VERSION_LENGTH]
 
 
 def model_key(home: Path | None = None) -> bytes:
@@ -194,13 +206,17 @@ class ModelRegistry:
         training_window: tuple[str, str],
         parameters: dict[str, Any],
         code_version: str,
+        data_sha256: str | None = None,
     ) -> ModelRecord:
-        """Store `model_object` as a version of `name`; saving the same version again replaces it."""
+        """Store `model_object` as a version of `name`; saving the same version again replaces it.
+
+        `data_sha256`: a digest of the training data, made part of the version and the manifest.
+        """
         import joblib
 
         _check_name(name)
         start, end = training_window
-        version = model_version(name, (start, end), parameters, code_version)
+        version = model_version(name, (start, end), parameters, code_version, data_sha256)
         encryption: dict[str, Any] = {"type": "fernet" if self.encrypted_locally else "aws:kms"}
         if self.kms_key_id:
             encryption["kms_key_id"] = self.kms_key_id
@@ -218,6 +234,7 @@ class ModelRegistry:
                     "code_version": code_version,
                     "metadata": metadata,
                 }
+                | ({"training_data_sha256": data_sha256} if data_sha256 is not None else {})
             )
         )
         sealed = canonical_json(body)
@@ -259,6 +276,24 @@ class ModelRegistry:
         """
         import joblib
 
+        record, model_bytes = self._verified(name, version, expected_sha256)
+        return joblib.load(io.BytesIO(model_bytes)), record
+
+    def verify(self, name: str, version: str | None = None) -> ModelRecord:
+        """The record of a stored version after every check `load` makes, without unpickling the model.
+
+        Raises ModelNotFoundError when absent and ModelIntegrityError when the file or manifest was changed.
+        """
+        return self._verified(name, version, None)[0]
+
+    def intact(self, name: str, version: str) -> ModelRecord | None:
+        """The record of `version` when it is stored and passes `verify`, else None."""
+        try:
+            return self.verify(name, version)
+        except (ModelNotFoundError, ModelIntegrityError):
+            return None
+
+    def _verified(self, name: str, version: str | None, expected_sha256: str | None) -> tuple[ModelRecord, bytes]:
         version = version if version is not None else self.record(name).version
         manifest = self._manifest(name, version)
         key = self._model_key(name, version)
@@ -285,8 +320,7 @@ class ModelRegistry:
                 ) from None
         else:
             payload = stored
-        model_bytes = self._unseal(payload, manifest, url)
-        return joblib.load(io.BytesIO(model_bytes)), record
+        return record, self._unseal(payload, manifest, url)
 
     def _records(self, name: str) -> list[ModelRecord]:
         _check_name(name)

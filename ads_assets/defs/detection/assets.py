@@ -1,16 +1,17 @@
 """Detection assets: monthly anomaly models, scored transactions with reasons, and missing payments."""
 
 import json
+import time
 from datetime import UTC, date, datetime
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ads_assets.defs.io_managers import OutputStoreResource, TrainedModel
+from ads_assets.defs.io_managers import OutputStoreResource, TrainedModel, recorded_partition_model
 from ads_assets.defs.partitions import monthly_partitions, next_month
 from ads_assets.defs.resources import PostgresResource
-from ads_assets.lib.detectors.ensemble import EnsembleDetector, training_frame
+from ads_assets.lib.detectors.ensemble import EnsembleDetector, frame_digest, retrain_month, training_frame
 from ads_assets.lib.tables import (
     FEATURES_TABLE,
     MISSING_PARQUET_SCHEMA,
@@ -35,12 +36,19 @@ class DetectionConfig(dg.Config):
     `threshold` trades recall for analyst load: lower raises more alerts, most of them weaker;
     `alert_budget` caps each month's alerts at that share of its transactions, highest scores first,
     so a bad month cannot flood the queue (what is cut stays ranked in `transaction_scores`).
+
+    `retrain_every_months` trades freshness for training time: with 1 every month gets a model trained
+    on the `training_months` before it; with N, models are trained for calendar-fixed months (with 3:
+    January, April, July, October) and the months up to the next one are scored by that model, which
+    saw nothing of them either. A full run over 72 months then fits about 72 / N models instead of 72;
+    the cost is a model up to N - 1 months older than the month it scores.
     """
 
     training_months: int = 12
     min_training_rows: int = 2000
     threshold: float = 0.5
     alert_budget: float = 0.01
+    retrain_every_months: int = 3
     random_state: int = 0
 
 
@@ -58,11 +66,18 @@ def _shift_months(month: date, count: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+def _by_date(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in (trans_date, trans_id) order, so training and digests do not depend on the database's row order."""
+    return frame.sort_values(["trans_date", "trans_id"], kind="stable").reset_index(drop=True) if len(frame) else frame
+
+
 def _cold_start_frame(connection, config: DetectionConfig) -> pd.DataFrame:
     first = read_query(connection, f"SELECT min(trans_date) AS first_day FROM {FEATURES_TABLE}")
     first_day = pd.Timestamp(first["first_day"].iloc[0]).date().replace(day=1)
-    return read_window(
-        connection, FEATURES_TABLE, "trans_date", first_day, _shift_months(first_day, -config.training_months)
+    return _by_date(
+        read_window(
+            connection, FEATURES_TABLE, "trans_date", first_day, _shift_months(first_day, -config.training_months)
+        )
     )
 
 
@@ -79,28 +94,39 @@ def _cold_start_frame(connection, config: DetectionConfig) -> pd.DataFrame:
 def anomaly_models(
     context: dg.AssetExecutionContext, config: DetectionConfig, postgres: PostgresResource
 ) -> dict[str, TrainedModel]:
-    """One anomaly model per month: rules plus Isolation Forest and LOF, calibrated and combined.
+    """The anomaly model that scores each month: rules plus Isolation Forest and LOF, calibrated and combined.
 
-    Month M's model is trained on the `training_months` months before M, without rows a rule flagged
-    and without analyst-confirmed anomalies (`anomaly.confirmed_anomalies`), so past incidents do not
-    teach it that they are normal. Months without enough history (the start of the data) use the first
-    `training_months` months of the data instead (a cold start, stated in the model's metadata).
+    A model is trained for every `retrain_every_months`-th month on the `training_months` months before it,
+    without rows a rule flagged and without analyst-confirmed anomalies (`anomaly.confirmed_anomalies`), so
+    past incidents do not teach it that they are normal; the months up to the next retrain month reuse it.
+    No month is scored by a model that saw it. Months without enough history (the start of the data) use
+    the first `training_months` months of the data instead (a cold start, stated in the model's metadata).
+    Each distinct model is stored once; per month, the metadata names the model version that scores it.
     """
     months = _months(context)
+    schedule = {month: retrain_month(month, config.retrain_every_months) for month in months}
+    retrain_months = sorted(set(schedule.values()))
     with postgres.connect() as connection:
         confirmed = confirmed_anomalies(connection)
-        history = read_window(
-            connection,
-            FEATURES_TABLE,
-            "trans_date",
-            _shift_months(months[0], config.training_months),
-            months[-1],
+        history = _by_date(
+            read_window(
+                connection,
+                FEATURES_TABLE,
+                "trans_date",
+                _shift_months(retrain_months[0], config.training_months),
+                retrain_months[-1],
+            )
         )
         cold_start: pd.DataFrame | None = None
         fitted: dict[tuple[str, str], TrainedModel] = {}
-        models: dict[str, TrainedModel] = {}
-        for month in months:
-            training = training_frame(history, pd.Timestamp(month), config.training_months, confirmed)
+        by_retrain_month: dict[date, TrainedModel] = {}
+        fit_seconds = 0.0
+        for retrain in retrain_months:
+            training = (
+                training_frame(history, pd.Timestamp(retrain), config.training_months, confirmed)
+                if len(history)
+                else history
+            )
             is_cold_start = len(training) < config.min_training_rows
             if is_cold_start:
                 if cold_start is None:
@@ -111,9 +137,11 @@ def anomaly_models(
                 f"{pd.Timestamp(training['trans_date'].max()):%Y-%m-%d}",
             )
             if window not in fitted:
+                started = time.perf_counter()
                 ensemble = EnsembleDetector(
                     threshold=config.threshold, alert_budget=config.alert_budget, random_state=config.random_state
                 ).fit(training, confirmed=confirmed)
+                fit_seconds += time.perf_counter() - started
                 fitted[window] = TrainedModel(
                     model=ensemble,
                     metadata={
@@ -126,10 +154,21 @@ def anomaly_models(
                     },
                     training_window=window,
                     parameters=ensemble.parameters(),
+                    data_sha256=frame_digest(training),
                 )
-            models[month.isoformat()] = fitted[window]
-            context.log.info(f"model for {month:%Y-%m}: trained on {window[0]}..{window[1]} ({len(training):,} rows)")
-    return models
+            by_retrain_month[retrain] = fitted[window]
+            context.log.info(
+                f"model for {retrain:%Y-%m}: trained on {window[0]}..{window[1]} ({len(training):,} rows), scores "
+                + ", ".join(f"{month:%Y-%m}" for month in months if schedule[month] == retrain)
+            )
+    context.add_output_metadata(
+        {
+            "retrain_every_months": config.retrain_every_months,
+            "models_fitted": len(fitted),
+            "fit_seconds": round(fit_seconds, 1),
+        }
+    )
+    return {month.isoformat(): by_retrain_month[schedule[month]] for month in months}
 
 
 def _rule_hits(scored_table: pd.DataFrame, rule_names: list[str]) -> list[list[str]]:
@@ -182,20 +221,22 @@ def transaction_scores(
 
     Postgres `anomaly.transaction_scores` (trans_id, account_id, trans_date, month, score, is_anomaly,
     iforest_score, lof_score, rule_hits, reasons, model_version, scored_at) and the same rows as
-    Parquet under `{output}/transaction_scores/month=YYYY-MM/`. Re-scoring a month replaces it.
+    Parquet under `{output}/transaction_scores/month=YYYY-MM/`. Each month is scored by the model that
+    `detection/anomaly_models` recorded for it, verified against its sha256; `model_version` names that
+    model (months that share a model share the version). Re-scoring a month replaces it.
     """
     store = output_store.store()
-    versions = _model_versions(context)
     rows = flagged = 0
     thresholds: set[float] = set()
     with postgres.connect() as connection:
         for month in _months(context):
             ensemble = anomaly_models[month.isoformat()]
-            features = read_window(connection, FEATURES_TABLE, "trans_date", month, next_month(month))
+            recorded = recorded_partition_model(context.instance, MODELS_KEY, month.isoformat())
+            features = _by_date(read_window(connection, FEATURES_TABLE, "trans_date", month, next_month(month)))
             if features.empty:
                 scores = pd.DataFrame(columns=SCORE_COLUMNS)
             else:
-                scores = score_month(ensemble, features, month, versions.get(month.isoformat(), "unknown"))
+                scores = score_month(ensemble, features, month, recorded.get("model_version", "unknown"))
             replace_month(connection, SCORES_TABLE, f"{month:%Y-%m}", scores)
             store.write_partition(
                 "transaction_scores", f"{month:%Y-%m}", scores.drop(columns=["month"]), schema=SCORES_PARQUET_SCHEMA
@@ -228,16 +269,6 @@ SCORE_COLUMNS = [
     "model_version",
     "scored_at",
 ]
-
-
-def _model_versions(context: dg.AssetExecutionContext) -> dict[str, str]:
-    record = context.instance.get_latest_materialization_event(MODELS_KEY)
-    if record is None or record.asset_materialization is None:
-        return {}
-    models = record.asset_materialization.metadata.get("models")
-    if models is None or not isinstance(models.value, dict):
-        return {}
-    return {key: value.get("model_version", "unknown") for key, value in models.value.items()}
 
 
 @dg.asset(

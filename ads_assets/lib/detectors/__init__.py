@@ -8,7 +8,7 @@ flagged rows into reasons.
 
 from .base import Detector, NotFittedError
 from .calibration import TailCalibrator
-from .ensemble import EnsembleDetector, Scored, training_frame
+from .ensemble import EnsembleDetector, Scored, frame_digest, retrain_month, training_frame
 from .iforest import IsolationForestDetector
 from .lof import LocalOutlierFactorDetector
 from .rules import (
@@ -42,5 +42,7 @@ __all__ = [
     "RuleSet",
     "Scored",
     "TailCalibrator",
+    "frame_digest",
+    "retrain_month",
     "training_frame",
 ]

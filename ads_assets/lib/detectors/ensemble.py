@@ -26,13 +26,17 @@ one scoring.
 
 Training convention: the caller passes the training frame (by default the months before the scored
 month, see `training_frame`); `fit` drops rows any rule hits and rows analysts confirmed (a set of
-trans_ids), so the ML learns what normal looks like.
+trans_ids), so the ML learns what normal looks like. With a retrain cadence of N months, a month is
+scored by the model of its `retrain_month` (the latest month at or before it that is a multiple of N
+months from January of year 0), trained on the months before that one: never on the scored month.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Self
 
 import numpy as np
@@ -83,6 +87,27 @@ def training_frame(
     if confirmed:
         keep &= ~features["trans_id"].isin(list(confirmed))
     return features.loc[keep.to_numpy()]
+
+
+def retrain_month(month: date, every: int) -> date:
+    """The first day of the month whose model scores `month` when models are retrained every `every` months.
+
+    Retrain months are fixed on the calendar, whatever span a run covers: every month with 1, January, April,
+    July and October with 3, January with 12.
+    """
+    if every < 1:
+        raise ValueError(f"models are retrained every 1 or more months, not {every}")
+    index = month.year * 12 + month.month - 1
+    start = index - index % every
+    return date(start // 12, start % 12 + 1, 1)
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's column names, dtypes and values in row order (the index is ignored)."""
+    digest = hashlib.sha256()
+    digest.update(repr([(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 class EnsembleDetector:
