@@ -132,30 +132,27 @@ history_last_days as materialized (
 ),
 
 pre_context_rows as (
-    select
-        last_day_rows.*,
-        last_day_rows.balance_after - last_day_rows.signed_amount as balance_before,
-        array_agg(last_day_rows.balance_after - last_day_rows.signed_amount)
-            over (partition by last_day_rows.account_id, last_day_rows.trans_date) as day_balances_before
-    from (
-        select history.account_id, history.trans_date, history.signed_amount, history.balance_after
-        from history
-        inner join history_last_days
-            on history.account_id = history_last_days.account_id
-            and history.trans_date = history_last_days.trans_date
-        where history.trans_date >= {{ window.context_start }} - 31
-        union all
-        select idle.account_id, idle.trans_date, idle.signed_amount, idle.balance_after
-        from history_last_days
-        cross join lateral (
-            select transactions.*
-            from transactions
-            where
-                transactions.account_id = history_last_days.account_id
-                and transactions.trans_date = history_last_days.trans_date
-        ) as idle
-        where history_last_days.trans_date < {{ window.context_start }} - 31
-    ) as last_day_rows
+    select history.account_id, history.trans_date, history.signed_amount, history.balance_after
+    from history
+    inner join history_last_days
+        on history.account_id = history_last_days.account_id
+        and history.trans_date = history_last_days.trans_date
+    where history.trans_date >= {{ window.context_start }} - 31
+    union all
+    select idle.account_id, idle.trans_date, idle.signed_amount, idle.balance_after
+    from history_last_days
+    cross join lateral (
+        select transactions.*
+        from transactions
+        where
+            transactions.account_id = history_last_days.account_id
+            and transactions.trans_date = history_last_days.trans_date
+    ) as idle
+    where history_last_days.trans_date < {{ window.context_start }} - 31
+),
+
+pre_context_linked as (
+    {{ same_day_links('pre_context_rows') }}
 ),
 
 pre_context_days as (
@@ -167,18 +164,9 @@ pre_context_days as (
         sum(signed_amount) as net_amount,
         0::numeric as spend_amount,
         null::numeric as max_payment_amount,
-        case
-            when max(balance_after) filter (where not has_successor)
-                - min(balance_after) filter (where not has_successor) <= {{ tol }}
-                then min(balance_after) filter (where not has_successor)
-        end as end_balance,
+        {{ day_chain_balance('balance_after', 'not has_same_day_successor') }} as end_balance,
         null::numeric as start_balance
-    from (
-        select
-            *,
-            {{ matches_other('day_balances_before', 'balance_after', 'balance_before') }} as has_successor
-        from pre_context_rows
-    ) as linked
+    from pre_context_linked
     group by account_id, trans_date
 ),
 
