@@ -10,6 +10,8 @@ append the future to show nothing earlier moves.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster_dbt import DbtProject
 
+from ads_assets.defs.dbt.project import ensure_partial_parse
 from ads_assets.lib.db import PostgresTarget, connect, copy_rows, temporary_database
 from ads_assets.lib.raw_schema import ensure_raw_schema
 
@@ -232,15 +236,22 @@ class DbtWorld:
     work: Path
     ids: dict[str, int]
 
-    def dbt(self, *args: str, dbt_vars: dict[str, str] | None = None) -> None:
+    def dbt(
+        self,
+        *args: str,
+        dbt_vars: dict[str, str] | None = None,
+        environment: dict[str, str] | None = None,
+        target_path: Path | None = None,
+    ) -> None:
         from dbt.cli.main import dbtRunner
 
+        target_path = target_path or self.work / "target"
         command = [*args, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)]
-        command += ["--target-path", str(self.work / "target"), "--log-path", str(self.work / "logs")]
+        command += ["--target-path", str(target_path), "--log-path", str(target_path / "logs")]
         if dbt_vars:
             command += ["--vars", json.dumps(dbt_vars)]
         with pytest.MonkeyPatch.context() as patch:
-            for name, value in self.env().items():
+            for name, value in {**self.env(), **(environment or {})}.items():
                 patch.setenv(name, value)
             result = dbtRunner().invoke(command)
         failures = [
@@ -539,6 +550,36 @@ def test_rerunning_windows_changes_nothing(world: DbtWorld) -> None:
     world.dbt(
         "build", "--select", "fct_transaction_features", dbt_vars={"min_date": "1998-01-15", "max_date": "1998-02-20"}
     )
+    assert world.snapshot() == before
+
+
+def test_a_window_from_the_environment_reruns_the_month_without_parsing(world: DbtWorld, tmp_path: Path) -> None:
+    """Dagster's path: the saved parse made for this connection, copied into a fresh target folder,
+    and the window in ADS_FEATURES_MIN/MAX_DATE. dbt parses nothing, and the rebuilt month (with
+    its tests, window-scoped) changes nothing."""
+    project = DbtProject(project_dir=DBT_PROJECT, profiles_dir=DBT_PROJECT, target_path=tmp_path / "prepared")
+    environment = {**os.environ, **world.env()}
+    ensure_partial_parse(environment, project)
+    saved = tmp_path / "prepared" / "partial_parse.msgpack"
+    prepared_at = saved.stat().st_mtime_ns
+    ensure_partial_parse(environment, project)
+    assert saved.stat().st_mtime_ns == prepared_at
+
+    before = world.snapshot()
+    for first_day, next_first_day in (("1998-01-01", "1998-02-01"), ("1998-03-01", "1998-04-01")):
+        run_target = tmp_path / f"run-{first_day}"
+        run_target.mkdir()
+        shutil.copy(saved, run_target)
+        window = {"ADS_FEATURES_MIN_DATE": first_day, "ADS_FEATURES_MAX_DATE": next_first_day}
+        world.dbt("build", "--select", "fct_transaction_features", environment=window, target_path=run_target)
+        log = (run_target / "logs" / "dbt.log").read_text()
+        assert "Unable to do partial parsing" not in log
+        assert "Partial parsing enabled: 0 files deleted, 0 files added, 0 files changed." in log
+        compiled = run_target / "compiled" / "ads"
+        model = next(compiled.glob("models/**/fct_transaction_features.sql")).read_text()
+        generic_test = next(compiled.glob("models/**/unique_fct_transaction_features_trans_id.sql")).read_text()
+        bounds = f"trans_date >= date '{first_day}' and trans_date < date '{next_first_day}'"
+        assert f"where trans_date >= date '{first_day}'" in model and bounds in generic_test
     assert world.snapshot() == before
 
 
