@@ -9,8 +9,9 @@ balances that chain), then times
    location's `dbt_partitioned_models` materialized in this process, one `dbt build` of the model
    and its tests (the asset checks), the window passed as Dagster passes it (ADS_FEATURES_MIN_DATE
    / ADS_FEATURES_MAX_DATE, partial parsing kept), with what dbt re-parsed,
-3. the same month by hand, `dbt run --vars '{"min_date": ..., "max_date": ...}'` (a new --vars
-   value makes dbt re-parse the whole project),
+3. the model alone for that month, `dbt run` with the window in the environment (partial parsing
+   kept) and by hand with `--vars '{"min_date": ..., "max_date": ...}'` (a new --vars value makes
+   dbt re-parse the whole project),
 4. a build of `fct_missing_payments`,
 5. with --backfill, a Dagster single-run backfill of every month over the existing table,
 
@@ -231,8 +232,9 @@ def server_cpu_seconds(pgdata: Path) -> float:
     return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def run_dbt(target: PostgresTarget, work: Path, *args: str) -> str:
-    """Run one dbt command against `target`; returns its wall-clock and CPU seconds, described."""
+def run_dbt(target: PostgresTarget, work: Path, *args: str, environment: dict[str, str] | None = None) -> str:
+    """Run one dbt command against `target` (with `environment` added to dbt's); returns its
+    wall-clock and CPU seconds, described."""
     command = [
         "dbt",
         *args,
@@ -248,7 +250,7 @@ def run_dbt(target: PostgresTarget, work: Path, *args: str) -> str:
     server_before = server_cpu_seconds(work / "pg")
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(command, env=dbt_env(target), capture_output=True, text=True)
+    result = subprocess.run(command, env={**dbt_env(target), **(environment or {})}, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     dbt_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
@@ -383,9 +385,13 @@ def main() -> None:
         for month in (args.month, previous_month(args.month)):
             timing = dagster_run(target, work, month, month)
             print(f"Dagster partition run {month} (dbt build, model + checks): {timing}", flush=True)
-        vars_json = json.dumps(month_window(args.month))
+        window = month_window(args.month)
+        environment = {f"ADS_FEATURES_{name.upper()}": value for name, value in window.items()}
+        timing = run_dbt(target, work, "run", "--select", "fct_transaction_features", environment=environment)
+        print(f"the model alone for {args.month}, dbt run with the window in the environment: {timing}", flush=True)
+        vars_json = json.dumps(window)
         timing = run_dbt(target, work, "run", "--select", "fct_transaction_features", "--vars", vars_json)
-        print(f"the same month by hand, dbt run --vars '{vars_json}': {timing}", flush=True)
+        print(f"the same by hand, dbt run --vars '{vars_json}': {timing}", flush=True)
         timing = run_dbt(target, work, "run", "--select", "fct_missing_payments")
         print(f"fct_missing_payments build: {timing}", flush=True)
         if args.backfill:
