@@ -1,10 +1,9 @@
 """The ADS code location: every asset, check, job and resource, assembled in one `Definitions`."""
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from ads_assets.defs.dbt.assets import dbt_models, dbt_partitioned_models
-from ads_assets.defs.dbt.project import dbt_project
+from ads_assets.defs.dbt.resource import dbt_resource
 from ads_assets.defs.detection.assets import anomaly_models, missing_payments, transaction_scores
 from ads_assets.defs.ingest.assets import raw_assets
 from ads_assets.defs.io_managers import model_io_manager, output_store_resource
@@ -30,7 +29,7 @@ defs = dg.Definitions(
     resources={
         "postgres": postgres_resource(settings),
         "berka_source": source_resource(settings),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "dbt": dbt_resource(),
         "models": model_io_manager(settings),
         "output_store": output_store_resource(settings),
     },

@@ -10,6 +10,8 @@ append the future to show nothing earlier moves.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster_dbt import DbtProject
 
+from ads_assets.defs.dbt.project import ensure_partial_parse
 from ads_assets.lib.db import PostgresTarget, connect, copy_rows, temporary_database
 from ads_assets.lib.raw_schema import ensure_raw_schema
 
@@ -27,7 +31,7 @@ DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 FEATURES = "marts.fct_transaction_features"
 MISSING = "marts.fct_missing_payments"
 
-ROLLING, COUNTERPARTY, GAP_SINGLE, GAP_MIDDLE, ORDERS, REORDERED, GAP_LAST = 1, 2, 3, 4, 5, 6, 7
+ROLLING, COUNTERPARTY, GAP_SINGLE, GAP_MIDDLE, ORDERS, REORDERED, GAP_LAST, UNPAID = 1, 2, 3, 4, 5, 6, 7, 8
 
 OPERATIONS = {
     # kind: (type, operation, k_symbol)
@@ -169,6 +173,13 @@ def build_ledgers() -> tuple[Ledger, dict[str, int]]:
         if month != "03":
             ledger.add(ORDERS, Tx(f"1998-{month}-15", "payment", "1000", "EF", "55555555", k_symbol="SIPO"))
         ledger.add(ORDERS, Tx(f"1998-{month}-28", "interest", "10"))
+
+    # Two standing orders never paid: a loan's repayment (the loan granted 1997-12-20 for 3 months
+    # is due from January to March) and a household payment; interest keeps the account active
+    # from December to May.
+    ledger.add(UNPAID, Tx("1997-12-01", "deposit", "20000"))
+    for month in ("1997-12", "1998-01", "1998-02", "1998-03", "1998-04", "1998-05"):
+        ledger.add(UNPAID, Tx(f"{month}-28", "interest", "5"))
     return ledger, ids
 
 
@@ -186,6 +197,7 @@ def insert_static(cursor) -> None:
         (ORDERS, 2, "POPLATEK PO OBRATU", date(1997, 12, 1)),
         (REORDERED, 1, "POPLATEK MESICNE", date(1998, 1, 5)),
         (GAP_LAST, 1, "POPLATEK MESICNE", date(1998, 1, 5)),
+        (UNPAID, 1, "POPLATEK MESICNE", date(1997, 12, 1)),
     ]
     copy_rows(cursor, "raw.fin_account", ("account_id", "district_id", "frequency", "date"), accounts)
     clients = [(account_id, "706213" if account_id == ROLLING else "450204", 2) for account_id, *_ in accounts]
@@ -198,13 +210,20 @@ def insert_static(cursor) -> None:
         cursor,
         "raw.fin_order",
         ("order_id", "account_id", "bank_to", "account_to", "amount", "k_symbol"),
-        [(1, ORDERS, "EF", "55555555", Decimal(1000), "SIPO")],
+        [
+            (1, ORDERS, "EF", "55555555", Decimal(1000), "SIPO"),
+            (2, UNPAID, "GH", "77777777", Decimal(3000), "UVER"),
+            (3, UNPAID, "IJ", "88888888", Decimal(800), "SIPO"),
+        ],
     )
     copy_rows(
         cursor,
         "raw.fin_loan",
         ("loan_id", "account_id", "date", "amount", "duration", "payments", "status"),
-        [(1, COUNTERPARTY, date(1998, 3, 12), Decimal(96000), 24, Decimal(4000), "C")],
+        [
+            (1, COUNTERPARTY, date(1998, 3, 12), Decimal(96000), 24, Decimal(4000), "C"),
+            (2, UNPAID, date(1997, 12, 20), Decimal(9000), 3, Decimal(3000), "B"),
+        ],
     )
     copy_rows(
         cursor, "raw.fin_card", ("card_id", "disp_id", "type", "issued"), [(1, ROLLING, "classic", date(1998, 1, 31))]
@@ -217,15 +236,22 @@ class DbtWorld:
     work: Path
     ids: dict[str, int]
 
-    def dbt(self, *args: str, dbt_vars: dict[str, str] | None = None) -> None:
+    def dbt(
+        self,
+        *args: str,
+        dbt_vars: dict[str, str] | None = None,
+        environment: dict[str, str] | None = None,
+        target_path: Path | None = None,
+    ) -> None:
         from dbt.cli.main import dbtRunner
 
+        target_path = target_path or self.work / "target"
         command = [*args, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)]
-        command += ["--target-path", str(self.work / "target"), "--log-path", str(self.work / "logs")]
+        command += ["--target-path", str(target_path), "--log-path", str(target_path / "logs")]
         if dbt_vars:
             command += ["--vars", json.dumps(dbt_vars)]
         with pytest.MonkeyPatch.context() as patch:
-            for name, value in self.env().items():
+            for name, value in {**self.env(), **(environment or {})}.items():
                 patch.setenv(name, value)
             result = dbtRunner().invoke(command)
         failures = [
@@ -293,7 +319,7 @@ def test_every_relation_is_decoded(world: DbtWorld) -> None:
     assert frequencies[0]["statement_frequency"] == "monthly"
     assert frequencies[1]["statement_frequency"] == "weekly"
     assert frequencies[4]["statement_frequency"] == "after_transaction"
-    (loan,) = world.query("SELECT loan_status, is_finished FROM staging.stg_loans")
+    (loan,) = world.query("SELECT loan_status, is_finished FROM staging.stg_loans WHERE loan_id = 1")
     assert loan == {"loan_status": "running_ok", "is_finished": False}
     kinds = {
         (row["transaction_type"], row["operation"], row["category"], row["transaction_kind"])
@@ -472,8 +498,28 @@ def test_missing_standing_order_and_broken_pattern(world: DbtWorld) -> None:
             "months_seen_in_streak": 4,
         },
     ]
-    rows = world.query(f"SELECT * FROM {MISSING} ORDER BY missing_month")
+    rows = world.query(f"SELECT * FROM {MISSING} WHERE account_id = %s ORDER BY missing_month", (ORDERS,))
     assert [{column: row[column] for column in expected[0]} for row in rows] == expected
+
+
+def test_loan_repayment_never_paid_is_missing_in_every_month_of_the_term(world: DbtWorld) -> None:
+    """A loan-payment order never paid is expected in each active month of the loan's term, never seen;
+    an undated order of another kind never paid is not reported (nothing tells when it was due)."""
+    rows = world.query(f"SELECT * FROM {MISSING} WHERE account_id = %s ORDER BY missing_month", (UNPAID,))
+    expected = {
+        "expectation_source": "standing_order",
+        "order_id": 2,
+        "direction": "outgoing",
+        "counterparty_bank": "GH",
+        "counterparty_account": "77777777",
+        "category": "loan_payment",
+        "expected_amount": Decimal(3000),
+        "last_seen_month": None,
+        "months_since_last_seen": None,
+        "months_seen_in_streak": 0,
+    }
+    assert [row["missing_month"] for row in rows] == [date(1998, 1, 1), date(1998, 2, 1), date(1998, 3, 1)]
+    assert all({column: row[column] for column in expected} == expected for row in rows)
 
 
 def test_renumbering_a_day_changes_no_feature(world: DbtWorld) -> None:
@@ -504,6 +550,36 @@ def test_rerunning_windows_changes_nothing(world: DbtWorld) -> None:
     world.dbt(
         "build", "--select", "fct_transaction_features", dbt_vars={"min_date": "1998-01-15", "max_date": "1998-02-20"}
     )
+    assert world.snapshot() == before
+
+
+def test_a_window_from_the_environment_reruns_the_month_without_parsing(world: DbtWorld, tmp_path: Path) -> None:
+    """Dagster's path: the saved parse made for this connection, copied into a fresh target folder,
+    and the window in ADS_FEATURES_MIN/MAX_DATE. dbt parses nothing, and the rebuilt month (with
+    its tests, window-scoped) changes nothing."""
+    project = DbtProject(project_dir=DBT_PROJECT, profiles_dir=DBT_PROJECT, target_path=tmp_path / "prepared")
+    environment = {**os.environ, **world.env()}
+    ensure_partial_parse(environment, project)
+    saved = tmp_path / "prepared" / "partial_parse.msgpack"
+    prepared_at = saved.stat().st_mtime_ns
+    ensure_partial_parse(environment, project)
+    assert saved.stat().st_mtime_ns == prepared_at
+
+    before = world.snapshot()
+    for first_day, next_first_day in (("1998-01-01", "1998-02-01"), ("1998-03-01", "1998-04-01")):
+        run_target = tmp_path / f"run-{first_day}"
+        run_target.mkdir()
+        shutil.copy(saved, run_target)
+        window = {"ADS_FEATURES_MIN_DATE": first_day, "ADS_FEATURES_MAX_DATE": next_first_day}
+        world.dbt("build", "--select", "fct_transaction_features", environment=window, target_path=run_target)
+        log = (run_target / "logs" / "dbt.log").read_text()
+        assert "Unable to do partial parsing" not in log
+        assert "Partial parsing enabled: 0 files deleted, 0 files added, 0 files changed." in log
+        compiled = run_target / "compiled" / "ads"
+        model = next(compiled.glob("models/**/fct_transaction_features.sql")).read_text()
+        generic_test = next(compiled.glob("models/**/unique_fct_transaction_features_trans_id.sql")).read_text()
+        bounds = f"trans_date >= date '{first_day}' and trans_date < date '{next_first_day}'"
+        assert f"where trans_date >= date '{first_day}'" in model and bounds in generic_test
     assert world.snapshot() == before
 
 

@@ -2,6 +2,8 @@
     The window an incremental run of the feature marts (re)computes, from the vars `min_date` and
     `max_date`: ISO dates (a datetime's date part is used), the window is [min_date, max_date),
     start inclusive, end exclusive. Either may be absent: no var, no bound (no vars: every month).
+    A bound without its var comes from the environment variable ADS_FEATURES_MIN_DATE or
+    ADS_FEATURES_MAX_DATE (see `window_bound`).
 
     Returns a dict of SQL date literals:
       min_date       first day of the window
@@ -13,8 +15,8 @@
 {% macro feature_window() %}
     {%- set lookback_days = 90 -%}
     {%- set lookback_months = 3 -%}
-    {%- set min_date = _parse_window_date('min_date', var('min_date', none)) -%}
-    {%- set max_date = _parse_window_date('max_date', var('max_date', none)) -%}
+    {%- set min_date = _parse_window_date('min_date', window_bound('min_date')) -%}
+    {%- set max_date = _parse_window_date('max_date', window_bound('max_date')) -%}
     {%- set windowed = min_date is not none or max_date is not none -%}
     {%- if min_date is none -%}
         {%- set min_date = modules.datetime.date(1000, 1, 1) -%}
@@ -35,6 +37,21 @@
         "context_start": "date '" ~ context_start.isoformat() ~ "'",
         "windowed": windowed,
     }) }}
+{% endmacro %}
+
+{#
+    One bound of the window as given: the var `name` (min_date or max_date) when set, else the
+    environment variable ADS_FEATURES_<NAME> ('' when unset). Dagster passes its partition window
+    through the environment, read only when executing: the window shapes no parse-time attribute
+    (refs, configs), and an environment variable read while parsing makes dbt re-parse every
+    file that read it whenever its value changes (any new --vars value: the whole project).
+#}
+{% macro window_bound(name) %}
+    {%- set given = var(name, none) -%}
+    {%- if given is none and execute -%}
+        {%- set given = env_var('ADS_FEATURES_' ~ (name | upper), '') -%}
+    {%- endif -%}
+    {{ return(given) }}
 {% endmacro %}
 
 {% macro _parse_window_date(name, value) %}

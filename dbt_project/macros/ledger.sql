@@ -36,3 +36,47 @@
         else {{ count_matches_excluding_self(values_array, value, self_value) }} > 0
     end
 {%- endmacro %}
+
+{#
+    The rows of `rows` (a relation or CTE with account_id, trans_date, signed_amount and
+    balance_after) with how each links to the other transactions of its account and day, which
+    come in no known order: its balance_before, the day's day_txn_count, day_balances_after and
+    day_balances_before, has_same_day_predecessor (its balance before is another same-day row's
+    balance after, within the tolerance) and has_same_day_successor (its balance after is another
+    same-day row's balance before).
+#}
+{% macro same_day_links(rows) -%}
+    select
+        *,
+        day_txn_count > 1
+        and {{ matches_other('day_balances_after', 'balance_before', 'balance_after') }}
+            as has_same_day_predecessor,
+        day_txn_count > 1
+        and {{ matches_other('day_balances_before', 'balance_after', 'balance_before') }}
+            as has_same_day_successor
+    from (
+        select
+            *,
+            balance_after - signed_amount as balance_before,
+            count(*) over same_day as day_txn_count,
+            array_agg(balance_after) over same_day as day_balances_after,
+            array_agg(balance_after - signed_amount) over same_day as day_balances_before
+        from {{ rows }}
+        window same_day as (partition by account_id, trans_date)
+    ) as day_rows
+{%- endmacro %}
+
+{#
+    One end of a day's chain: the `balance` (balance_before or balance_after) of the rows for
+    which `is_chain_end` holds (nothing precedes them, or nothing follows them), when those agree
+    within the tolerance; NULL when they do not (the day does not chain) or there are none. An
+    aggregate over the day's rows: `over` is empty in a GROUP BY of (account_id, trans_date), or
+    an OVER clause of the day's window.
+#}
+{% macro day_chain_balance(balance, is_chain_end, over='') -%}
+    case
+        when max({{ balance }}) filter (where {{ is_chain_end }}) {{ over }}
+            - min({{ balance }}) filter (where {{ is_chain_end }}) {{ over }} <= {{ ledger_tolerance() }}
+            then min({{ balance }}) filter (where {{ is_chain_end }}) {{ over }}
+    end
+{%- endmacro %}

@@ -1,5 +1,6 @@
 -- A reported missing payment has no transaction of the account with that counterparty and
--- direction in its month, the account was active in that month, and it was last seen before.
+-- direction in its month, the account was active in that month, and it was last seen before
+-- (or, for a loan-payment order never paid, never: then not at all before or in that month).
 with
 
 missing as (
@@ -41,3 +42,17 @@ where
     paid_months.account_id is not null
     or active_months.account_id is null
     or missing.last_seen_month >= missing.missing_month
+    or (missing.last_seen_month is null) <> (missing.months_since_last_seen is null)
+    or (
+        missing.last_seen_month is null
+        and exists (
+            select 1
+            from paid_months as earlier
+            where
+                earlier.account_id = missing.account_id
+                and earlier.trans_month <= missing.missing_month
+                and earlier.direction = missing.direction
+                and earlier.counterparty_bank = missing.counterparty_bank
+                and earlier.counterparty_account = missing.counterparty_account
+        )
+    )

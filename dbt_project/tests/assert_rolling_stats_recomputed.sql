@@ -1,5 +1,7 @@
 -- Recompute the per-kind 90-day statistics straight from the transactions for a deterministic
 -- sample of rows (trans_id divisible by 37), strictly from earlier days: the mart must agree.
+-- Only the window and its lookback are read (through the raw table's date index).
+{%- set window = feature_window() %}
 with
 
 features as (
@@ -9,6 +11,7 @@ features as (
 
 transactions as (
     select * from {{ ref('stg_transactions') }}
+    where trans_date >= {{ window.context_start }} and trans_date < {{ window.max_date }}
 ),
 
 recomputed as (

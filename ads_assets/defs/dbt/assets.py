@@ -1,14 +1,14 @@
 """dbt models as Dagster assets: one lineage from raw files to per-transaction features."""
 
-import json
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from ads_assets.defs.dbt.project import dbt_project, ensure_manifest
+from ads_assets.defs.dbt.project import dbt_project, ensure_manifest, ensure_partial_parse
 from ads_assets.defs.partitions import monthly_partitions
 from ads_assets.defs.resources import PostgresResource
 
@@ -37,12 +37,39 @@ translator = AdsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset
 manifest = ensure_manifest(dbt_project)
 
 
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` set in os.environ (which the dbt subprocess inherits) for the block, then restored."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _run_dbt(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource, dbt_vars: dict[str, str]
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    postgres: PostgresResource,
+    window: Mapping[str, str] | None = None,
 ) -> Iterator:
+    """`dbt build` of the asset's selection, starting from a saved parse made for this connection.
+
+    `window` ({"min_date", "max_date"}) reaches the feature mart as ADS_FEATURES_MIN_DATE /
+    ADS_FEATURES_MAX_DATE rather than --vars: dbt re-parses the whole project for any new --vars
+    value, but reads these only at run time, so a partition run parses nothing.
+    """
     os.environ.update(postgres.dbt_env())
-    arguments = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
-    yield from dbt.cli(arguments, context=context).stream()
+    ensure_partial_parse(os.environ, dbt_project)
+    window_env = {f"ADS_FEATURES_{name.upper()}": value for name, value in (window or {}).items()}
+    with _environment({"ADS_FEATURES_MIN_DATE": "", "ADS_FEATURES_MAX_DATE": "", **window_env}):
+        invocation = dbt.cli(["build"], context=context)
+    yield from invocation.stream()
 
 
 @dbt_assets(
@@ -53,7 +80,7 @@ def _run_dbt(
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
     """Staging views (renamed, decoded relations), intermediate models and the unpartitioned marts."""
-    yield from _run_dbt(context, dbt, postgres, {})
+    yield from _run_dbt(context, dbt, postgres)
 
 
 @dbt_assets(
@@ -70,8 +97,5 @@ def dbt_partitioned_models(
     """The monthly feature table, rebuilt for the run's window of months in one dbt invocation."""
     window = context.partition_time_window
     yield from _run_dbt(
-        context,
-        dbt,
-        postgres,
-        {"min_date": f"{window.start:%Y-%m-%d}", "max_date": f"{window.end:%Y-%m-%d}"},
+        context, dbt, postgres, {"min_date": f"{window.start:%Y-%m-%d}", "max_date": f"{window.end:%Y-%m-%d}"}
     )

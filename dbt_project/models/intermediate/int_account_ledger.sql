@@ -21,14 +21,10 @@ transactions as (
 with_day as (
     select
         *,
-        balance_after - signed_amount as balance_before,
-        count(*) over same_day as day_txn_count,
         sum(signed_amount) over same_day as day_net_amount,
         coalesce(sum(amount) filter (where direction = -1) over same_day, 0) as day_spend_amount,
         max(amount) filter (where direction = -1 and has_counterparty) over same_day
             as day_max_payment_amount,
-        array_agg(balance_after) over same_day as day_balances_after,
-        array_agg(balance_after - signed_amount) over same_day as day_balances_before,
         row_number() over (partition by account_id, trans_date order by trans_id) as day_row_number,
         count(*) over (
             partition by
@@ -40,26 +36,7 @@ with_day as (
 ),
 
 linked as (
-    select
-        *,
-        day_txn_count > 1
-        and {{ matches_other('day_balances_after', 'balance_before', 'balance_after') }}
-            as has_same_day_predecessor,
-        day_txn_count > 1
-        and {{ matches_other('day_balances_before', 'balance_after', 'balance_before') }}
-            as has_same_day_successor
-    from with_day
-),
-
-chained as (
-    select
-        *,
-        min(balance_before) filter (where not has_same_day_predecessor) over same_day as chain_start_low,
-        max(balance_before) filter (where not has_same_day_predecessor) over same_day as chain_start_high,
-        min(balance_after) filter (where not has_same_day_successor) over same_day as chain_end_low,
-        max(balance_after) filter (where not has_same_day_successor) over same_day as chain_end_high
-    from linked
-    window same_day as (partition by account_id, trans_date)
+    {{ same_day_links('with_day') }}
 ),
 
 final as (
@@ -88,13 +65,12 @@ final as (
         day_net_amount,
         day_spend_amount,
         day_max_payment_amount,
-        case
-            when chain_start_high - chain_start_low <= {{ ledger_tolerance() }} then chain_start_low
-        end as day_chain_start_balance,
-        case
-            when chain_end_high - chain_end_low <= {{ ledger_tolerance() }} then chain_end_low
-        end as day_chain_end_balance
-    from chained
+        {{ day_chain_balance('balance_before', 'not has_same_day_predecessor', 'over same_day') }}
+            as day_chain_start_balance,
+        {{ day_chain_balance('balance_after', 'not has_same_day_successor', 'over same_day') }}
+            as day_chain_end_balance
+    from linked
+    window same_day as (partition by account_id, trans_date)
 )
 
 select * from final

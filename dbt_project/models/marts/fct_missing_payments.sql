@@ -19,8 +19,12 @@
     standing_order     an order of the order relation (a snapshot of the end of the data, without
                        dates) is expected every month after the first month a payment to its payee
                        was seen; every such month without one is reported. A loan-payment order
-                       is expected only within its loan's term (the month after the grant, for
-                       the loan's duration), since the order outlives a repaid loan.
+                       is expected in the months of its loan's term instead (the month after the
+                       grant, for the loan's duration): the order outlives a repaid loan, and the
+                       loan dates it, so it is expected there even if it was never paid (last
+                       seen NULL). An order of another kind never paid is not reported: nothing
+                       dates it, and an order in the snapshot that never ran is most plausibly one
+                       set up to start later, not a payment that failed to arrive.
     recurring_pattern  a counterparty the account paid (or was paid by) in at least 3 consecutive
                        months is expected in the month after the streak; the first month it
                        breaks is reported (payees of standing orders are left to those).
@@ -95,7 +99,9 @@ counterparty_streaks as (
     from counterparty_islands
 ),
 
-order_payees as (
+-- Every month in which the account was active, per standing order: the order's payment in it,
+-- if any, the order's first payment month and the last month before it with a payment.
+order_account_months as (
     select
         orders.order_id,
         orders.account_id,
@@ -103,76 +109,62 @@ order_payees as (
         orders.payee_account,
         orders.amount,
         orders.category,
-        min(counterparty_months.trans_month) as first_seen_month
+        account_months.trans_month as expected_month,
+        counterparty_months.trans_month as seen_month,
+        min(counterparty_months.trans_month) over (partition by orders.order_id) as first_seen_month,
+        max(counterparty_months.trans_month) over (
+            partition by orders.order_id order by account_months.trans_month
+            rows between unbounded preceding and 1 preceding
+        ) as last_seen_month
     from orders
-    inner join counterparty_months
+    inner join account_months
+        on orders.account_id = account_months.account_id
+    left join counterparty_months
         on orders.account_id = counterparty_months.account_id
         and counterparty_months.direction = -1
         and orders.payee_bank = counterparty_months.counterparty_bank
         and orders.payee_account = counterparty_months.counterparty_account
-    group by
-        orders.order_id, orders.account_id, orders.payee_bank, orders.payee_account, orders.amount,
-        orders.category
-),
-
--- Every month after the first payment in which the account was active, with the payment if any.
-order_months as (
-    select
-        order_payees.*,
-        account_months.trans_month as expected_month,
-        counterparty_months.trans_month as seen_month
-    from order_payees
-    inner join account_months
-        on order_payees.account_id = account_months.account_id
-        and account_months.trans_month > order_payees.first_seen_month
-    left join loan_terms
-        on order_payees.category = 'loan_payment'
-        and order_payees.account_id = loan_terms.account_id
-    left join counterparty_months
-        on order_payees.account_id = counterparty_months.account_id
-        and counterparty_months.direction = -1
-        and order_payees.payee_bank = counterparty_months.counterparty_bank
-        and order_payees.payee_account = counterparty_months.counterparty_account
         and account_months.trans_month = counterparty_months.trans_month
-    where
-        order_payees.category <> 'loan_payment'
-        or account_months.trans_month between loan_terms.first_due_month and loan_terms.last_due_month
 ),
 
-order_months_last_seen as (
-    select
-        *,
-        coalesce(
-            max(seen_month) over (
-                partition by order_id order by expected_month
-                rows between unbounded preceding and 1 preceding
-            ),
-            first_seen_month
-        ) as last_seen_month
-    from order_months
+-- The months an order was expected in: those after its first payment; for a loan-payment order
+-- those of its loan's term instead, whether or not it was ever paid (the loan dates it).
+order_months as (
+    select order_account_months.*
+    from order_account_months
+    left join loan_terms
+        on order_account_months.category = 'loan_payment'
+        and order_account_months.account_id = loan_terms.account_id
+    where
+        case
+            when order_account_months.category = 'loan_payment'
+                then order_account_months.expected_month
+                    between loan_terms.first_due_month and loan_terms.last_due_month
+            else order_account_months.expected_month > order_account_months.first_seen_month
+        end
 ),
 
 missing_standing_orders as (
     select
-        order_months_last_seen.account_id,
-        order_months_last_seen.expected_month as missing_month,
+        order_months.account_id,
+        order_months.expected_month as missing_month,
         'standing_order' as expectation_source,
-        order_months_last_seen.order_id,
+        order_months.order_id,
         -1 as direction,
-        order_months_last_seen.payee_bank as counterparty_bank,
-        order_months_last_seen.payee_account as counterparty_account,
-        order_months_last_seen.category,
-        order_months_last_seen.amount as expected_amount,
-        order_months_last_seen.last_seen_month,
-        counterparty_streaks.streak_months as months_seen_in_streak
-    from order_months_last_seen
-    inner join counterparty_streaks
-        on order_months_last_seen.account_id = counterparty_streaks.account_id
+        order_months.payee_bank as counterparty_bank,
+        order_months.payee_account as counterparty_account,
+        order_months.category,
+        order_months.amount as expected_amount,
+        order_months.last_seen_month,
+        coalesce(counterparty_streaks.streak_months, 0) as months_seen_in_streak
+    from order_months
+    left join counterparty_streaks
+        on order_months.account_id = counterparty_streaks.account_id
         and counterparty_streaks.direction = -1
-        and order_months_last_seen.payee_bank = counterparty_streaks.counterparty_bank
-        and order_months_last_seen.payee_account = counterparty_streaks.counterparty_account
-        and order_months_last_seen.last_seen_month = counterparty_streaks.trans_month
-    where order_months_last_seen.seen_month is null
+        and order_months.payee_bank = counterparty_streaks.counterparty_bank
+        and order_months.payee_account = counterparty_streaks.counterparty_account
+        and order_months.last_seen_month = counterparty_streaks.trans_month
+    where order_months.seen_month is null
 ),
 
 pattern_breaks as (

@@ -80,24 +80,23 @@ window_counterparties as (
     where trans_date >= {{ window.min_date }} and has_counterparty
 ),
 
+-- Hashed, not sorted: a semi-join to the window's counterparties keeps the aggregate's estimate.
 history_counterparty_amounts as (
     select
-        history.account_id,
-        history.direction,
-        history.counterparty_bank,
-        history.counterparty_account,
-        history.amount,
+        account_id,
+        direction,
+        counterparty_bank,
+        counterparty_account,
+        amount,
         count(*) as txn_count
     from history
-    inner join window_counterparties
-        on history.account_id = window_counterparties.account_id
-        and history.direction = window_counterparties.direction
-        and history.counterparty_bank = window_counterparties.counterparty_bank
-        and history.counterparty_account = window_counterparties.counterparty_account
-    where history.has_counterparty
-    group by
-        history.account_id, history.direction, history.counterparty_bank,
-        history.counterparty_account, history.amount
+    where
+        has_counterparty
+        and (account_id, direction, counterparty_bank, counterparty_account) in (
+            select account_id, direction, counterparty_bank, counterparty_account
+            from window_counterparties
+        )
+    group by account_id, direction, counterparty_bank, counterparty_account, amount
 ),
 
 history_counterparties as (
@@ -111,51 +110,46 @@ history_counterparties as (
     group by account_id, direction, counterparty_bank, counterparty_account
 ),
 
-history_payments as (
+-- Per account, in one pass over the history: its largest payment, and its last day before the
+-- context, the previous day of the context's first day, whose chain end (the balance after of
+-- the row no same-day row follows) the context continues. The rows of that day come from the
+-- month before the context, or, for an account idle then, by their date.
+history_accounts as materialized (
     select
         account_id,
-        max(amount) as max_payment_amount
+        max(amount) filter (where has_counterparty and direction = -1) as max_payment_amount,
+        max(trans_date) as last_date
     from history
-    where has_counterparty and direction = -1
     group by account_id
 ),
 
--- The account's last day before the context, the previous day of the context's first day, and
--- its chain end (the balance after of the row no same-day row follows). The rows of that day
--- come from the month before the context, or, for an account idle then, by their date.
-history_last_days as materialized (
-    select
-        account_id,
-        max(trans_date) as trans_date
-    from history
-    group by account_id
+history_last_days as (
+    select account_id, last_date as trans_date
+    from history_accounts
 ),
 
 pre_context_rows as (
-    select
-        last_day_rows.*,
-        last_day_rows.balance_after - last_day_rows.signed_amount as balance_before,
-        array_agg(last_day_rows.balance_after - last_day_rows.signed_amount)
-            over (partition by last_day_rows.account_id, last_day_rows.trans_date) as day_balances_before
-    from (
-        select history.account_id, history.trans_date, history.signed_amount, history.balance_after
-        from history
-        inner join history_last_days
-            on history.account_id = history_last_days.account_id
-            and history.trans_date = history_last_days.trans_date
-        where history.trans_date >= {{ window.context_start }} - 31
-        union all
-        select idle.account_id, idle.trans_date, idle.signed_amount, idle.balance_after
-        from history_last_days
-        cross join lateral (
-            select transactions.*
-            from transactions
-            where
-                transactions.account_id = history_last_days.account_id
-                and transactions.trans_date = history_last_days.trans_date
-        ) as idle
-        where history_last_days.trans_date < {{ window.context_start }} - 31
-    ) as last_day_rows
+    select history.account_id, history.trans_date, history.signed_amount, history.balance_after
+    from history
+    inner join history_last_days
+        on history.account_id = history_last_days.account_id
+        and history.trans_date = history_last_days.trans_date
+    where history.trans_date >= {{ window.context_start }} - 31
+    union all
+    select idle.account_id, idle.trans_date, idle.signed_amount, idle.balance_after
+    from history_last_days
+    cross join lateral (
+        select transactions.*
+        from transactions
+        where
+            transactions.account_id = history_last_days.account_id
+            and transactions.trans_date = history_last_days.trans_date
+    ) as idle
+    where history_last_days.trans_date < {{ window.context_start }} - 31
+),
+
+pre_context_linked as (
+    {{ same_day_links('pre_context_rows') }}
 ),
 
 pre_context_days as (
@@ -167,18 +161,9 @@ pre_context_days as (
         sum(signed_amount) as net_amount,
         0::numeric as spend_amount,
         null::numeric as max_payment_amount,
-        case
-            when max(balance_after) filter (where not has_successor)
-                - min(balance_after) filter (where not has_successor) <= {{ tol }}
-                then min(balance_after) filter (where not has_successor)
-        end as end_balance,
+        {{ day_chain_balance('balance_after', 'not has_same_day_successor') }} as end_balance,
         null::numeric as start_balance
-    from (
-        select
-            *,
-            {{ matches_other('day_balances_before', 'balance_after', 'balance_before') }} as has_successor
-        from pre_context_rows
-    ) as linked
+    from pre_context_linked
     group by account_id, trans_date
 ),
 
@@ -447,7 +432,7 @@ joined as (
             as counterparty_previous_count,
         coalesce(history_counterparty_amounts.txn_count, 0)
         + counterparty_stats.context_previous_amount_count as counterparty_amount_previous_count,
-        greatest(history_payments.max_payment_amount, days_opened.context_max_previous_payment)
+        greatest(history_accounts.max_payment_amount, days_opened.context_max_previous_payment)
             as max_previous_payment,
         ledger_gaps.gap
     from window_rows
@@ -474,8 +459,8 @@ joined as (
         and window_rows.counterparty_bank = history_counterparty_amounts.counterparty_bank
         and window_rows.counterparty_account = history_counterparty_amounts.counterparty_account
         and window_rows.amount = history_counterparty_amounts.amount
-    left join history_payments
-        on window_rows.account_id = history_payments.account_id
+    left join history_accounts
+        on window_rows.account_id = history_accounts.account_id
     left join ledger_gaps
         on window_rows.trans_id = ledger_gaps.trans_id
 ),
