@@ -32,6 +32,7 @@ FEATURES = "marts.fct_transaction_features"
 MISSING = "marts.fct_missing_payments"
 
 ROLLING, COUNTERPARTY, GAP_SINGLE, GAP_MIDDLE, ORDERS, REORDERED, GAP_LAST, UNPAID = 1, 2, 3, 4, 5, 6, 7, 8
+TYPED, SHIFTED = 9, 10
 
 OPERATIONS = {
     # kind: (type, operation, k_symbol)
@@ -55,6 +56,8 @@ class Tx:
     stated_balance: str | None = None
     """The balance the row states instead of the true one (a corruption or a rounding)."""
     trans_id: int | None = None
+    typed_amount: str | None = None
+    """The amount the row states instead of the true one, under the true balance (a typing error)."""
 
 
 class Ledger:
@@ -81,7 +84,7 @@ class Ledger:
                     date.fromisoformat(tx.day),
                     trans_type,
                     operation,
-                    amount,
+                    Decimal(tx.typed_amount) if tx.typed_amount is not None else amount,
                     stated,
                     tx.k_symbol or k_symbol,
                     tx.bank,
@@ -154,6 +157,19 @@ def build_ledgers() -> tuple[Ledger, dict[str, int]]:
     )
     ledger.add(GAP_LAST, Tx("1998-01-09", "deposit", "20"), Tx("1998-01-10", "cash", "30"))
 
+    # An amount typed ten times too large under the right balance, first of a two-transaction day.
+    ledger.add(TYPED, Tx("1998-01-05", "deposit", "5000"))
+    ids["typed"], _ = ledger.add(
+        TYPED, Tx("1998-01-14", "deposit", "47641", typed_amount="476410"), Tx("1998-01-14", "cash", "36900")
+    )
+    ledger.add(TYPED, Tx("1998-01-15", "deposit", "700"), Tx("1998-01-20", "cash", "100"))
+
+    # A posting of 400 missing from the file: every later balance is 400 lower than the amounts say.
+    ledger.add(SHIFTED, Tx("1998-01-05", "deposit", "3000"), Tx("1998-01-10", "cash", "200"))
+    ledger.balances[SHIFTED] -= Decimal("400")
+    (ids["shifted"],) = ledger.add(SHIFTED, Tx("1998-01-12", "card", "100"))
+    ledger.add(SHIFTED, Tx("1998-01-13", "deposit", "50"), Tx("1998-01-20", "cash", "20"))
+
     # A consistent day whose transaction ids run against the order of its balances.
     ledger.add(REORDERED, Tx("1998-01-05", "deposit", "1000"))
     ledger.add(
@@ -198,6 +214,8 @@ def insert_static(cursor) -> None:
         (REORDERED, 1, "POPLATEK MESICNE", date(1998, 1, 5)),
         (GAP_LAST, 1, "POPLATEK MESICNE", date(1998, 1, 5)),
         (UNPAID, 1, "POPLATEK MESICNE", date(1997, 12, 1)),
+        (TYPED, 1, "POPLATEK MESICNE", date(1998, 1, 5)),
+        (SHIFTED, 1, "POPLATEK MESICNE", date(1998, 1, 5)),
     ]
     copy_rows(cursor, "raw.fin_account", ("account_id", "district_id", "frequency", "date"), accounts)
     clients = [(account_id, "706213" if account_id == ROLLING else "450204", 2) for account_id, *_ in accounts]
@@ -460,8 +478,11 @@ def test_ledger_gap_is_exactly_the_injected_amount(world: DbtWorld) -> None:
         world.ids["gap_single"]: Decimal("55.50"),
         world.ids["gap_middle"]: Decimal("-1.00"),
         world.ids["gap_last"]: Decimal("10.00"),
+        world.ids["typed"]: Decimal("-428769.00"),
+        world.ids["shifted"]: Decimal("-400.00"),
     }
-    # The 0.01 rounding is tolerated, and a day reordered against its ids is consistent.
+    # The typing error and the missing posting are each one gap: the days after them open at the
+    # posted balance. The 0.01 rounding is tolerated, and a day reordered against its ids is consistent.
     assert world.features(world.ids["rounded"])["ledger_gap"] == 0
     reordered = world.query(f"SELECT ledger_gap FROM {FEATURES} WHERE account_id = %s", (REORDERED,))
     assert [row["ledger_gap"] for row in reordered] == [0] * 5

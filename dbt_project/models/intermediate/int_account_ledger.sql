@@ -68,7 +68,9 @@ final as (
         {{ day_chain_balance('balance_before', 'not has_same_day_predecessor', 'over same_day') }}
             as day_chain_start_balance,
         {{ day_chain_balance('balance_after', 'not has_same_day_successor', 'over same_day') }}
-            as day_chain_end_balance
+            as day_chain_end_balance,
+        min(balance_after) filter (where not has_same_day_successor) over same_day as day_chain_end_low,
+        max(balance_after) filter (where not has_same_day_successor) over same_day as day_chain_end_high
     from linked
     window same_day as (partition by account_id, trans_date)
 )

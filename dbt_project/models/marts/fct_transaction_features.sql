@@ -162,7 +162,9 @@ pre_context_days as (
         0::numeric as spend_amount,
         null::numeric as max_payment_amount,
         {{ day_chain_balance('balance_after', 'not has_same_day_successor') }} as end_balance,
-        null::numeric as start_balance
+        null::numeric as start_balance,
+        min(balance_after) filter (where not has_same_day_successor) as end_low,
+        max(balance_after) filter (where not has_same_day_successor) as end_high
     from pre_context_linked
     group by account_id, trans_date
 ),
@@ -179,7 +181,9 @@ days as (
         day_spend_amount as spend_amount,
         day_max_payment_amount as max_payment_amount,
         day_chain_end_balance as end_balance,
-        day_chain_start_balance as start_balance
+        day_chain_start_balance as start_balance,
+        day_chain_end_low as end_low,
+        day_chain_end_high as end_high
     from context_rows
     where is_first_of_day
 ),
@@ -192,6 +196,8 @@ days_levelled as (
     select
         *,
         lag(trans_date) over account_days as previous_date,
+        lag(end_low) over account_days as previous_end_low,
+        lag(end_high) over account_days as previous_end_high,
         end_balance - sum(net_amount) over (account_days rows unbounded preceding) as level,
         sum(net_amount) over (account_days rows unbounded preceding) - net_amount
             as previous_cumulative_net
@@ -223,6 +229,8 @@ day_features as (
         previous_date,
         previous_level,
         previous_cumulative_net,
+        previous_end_low,
+        previous_end_high,
         start_balance,
         net_amount,
         txn_count as txn_count_day,
@@ -345,8 +353,11 @@ window_rows as (
     where trans_date >= {{ window.min_date }}
 ),
 
--- Ledger integrity: a row is consistent when a same-day row or the day's opening balance can
--- precede it, or a same-day row or the day's expected closing can follow it.
+-- Ledger integrity: a row is consistent when a same-day row or the day's opening can precede it,
+-- or a same-day row or the day's expected closing can follow it. A day may open at the expected
+-- opening or at the previous day's posted closing (either candidate when that day's end is
+-- ambiguous): after an amount typed wrong under a right balance, or a posting missing, the
+-- posted balances go on from the new level, and the next day is no break.
 row_links as (
     select
         window_rows.trans_id,
@@ -354,13 +365,27 @@ row_links as (
         window_rows.trans_date,
         window_rows.balance_before,
         window_rows.balance_after,
+        window_rows.day_chain_end_balance,
+        days_opened.opening_balance,
         days_opened.opening_balance + days_opened.net_amount as expected_closing,
         window_rows.has_same_day_predecessor
         or coalesce(abs(window_rows.balance_before - days_opened.opening_balance) <= {{ tol }}, false)
+        or coalesce(abs(window_rows.balance_before - days_opened.previous_end_low) <= {{ tol }}, false)
+        or coalesce(abs(window_rows.balance_before - days_opened.previous_end_high) <= {{ tol }}, false)
             as is_linked_before,
         window_rows.has_same_day_successor
         or coalesce(
             abs(window_rows.balance_after - days_opened.opening_balance - days_opened.net_amount)
+            <= {{ tol }},
+            false
+        )
+        or coalesce(
+            abs(window_rows.balance_after - days_opened.previous_end_low - days_opened.net_amount)
+            <= {{ tol }},
+            false
+        )
+        or coalesce(
+            abs(window_rows.balance_after - days_opened.previous_end_high - days_opened.net_amount)
             <= {{ tol }},
             false
         ) as is_linked_after
@@ -374,12 +399,14 @@ unlinked_before as (
     select * from row_links where not is_linked_before
 ),
 
--- A row linked on neither side carries the gap: its balance against the balance before of a
--- same-day row nothing precedes (the row that should have followed it; the nearest if several),
--- else against the day's expected closing (it was the day's last).
-ledger_gaps as (
+-- A row linked on neither side carries the gap (its balance is off): its balance against the
+-- balance before of a same-day row nothing precedes (the row that should have followed it; the
+-- nearest if several), else against the day's expected closing (it was the day's last).
+balance_gaps as (
     select distinct on (broken.trans_id)
         broken.trans_id,
+        broken.account_id,
+        broken.trans_date,
         broken.balance_after - coalesce(follower.balance_before, broken.expected_closing) as gap
     from unlinked_before as broken
     left join unlinked_before as follower
@@ -391,6 +418,35 @@ ledger_gaps as (
         broken.trans_id,
         abs(broken.balance_after - follower.balance_before) nulls last,
         follower.trans_id
+),
+
+-- On a day with no such row, a row only a same-day row or the expected closing can follow but
+-- nothing can precede carries the gap (its amount is off, under a right balance): the day's
+-- posted closing against the opening plus the amounts, else its balance before against the opening.
+amount_gaps as (
+    select
+        unlinked.trans_id,
+        coalesce(
+            unlinked.day_chain_end_balance - unlinked.expected_closing,
+            unlinked.balance_before - unlinked.opening_balance
+        ) as gap
+    from unlinked_before as unlinked
+    where
+        unlinked.is_linked_after
+        and unlinked.opening_balance is not null
+        and not exists (
+            select 1
+            from balance_gaps
+            where
+                balance_gaps.account_id = unlinked.account_id
+                and balance_gaps.trans_date = unlinked.trans_date
+        )
+),
+
+ledger_gaps as (
+    select trans_id, gap from balance_gaps
+    union all
+    select trans_id, gap from amount_gaps
 ),
 
 joined as (
