@@ -133,11 +133,11 @@ def build_ledgers() -> tuple[Ledger, dict[str, int]]:
     )
     (ids["x_in_0402"],) = ledger.add(COUNTERPARTY, Tx("1998-04-02", "collection", "50", "AB", "11111111"))
 
-    # A corrupted balance on a day of its own (+55.50), then a 0.01 rounding.
+    # A corrupted balance on a day of its own (+55.50), then a 0.10 rounding (interest is posted to the tenth).
     ledger.add(GAP_SINGLE, Tx("1998-01-05", "deposit", "1000"), Tx("1998-01-10", "cash", "200"))
     (ids["gap_single"],) = ledger.add(GAP_SINGLE, Tx("1998-01-15", "card", "100", stated_balance="755.50"))
     ledger.add(GAP_SINGLE, Tx("1998-01-20", "deposit", "300"))
-    (ids["rounded"],) = ledger.add(GAP_SINGLE, Tx("1998-01-25", "cash", "50", stated_balance="950.01"))
+    (ids["rounded"],) = ledger.add(GAP_SINGLE, Tx("1998-01-25", "cash", "50", stated_balance="950.10"))
     ledger.add(GAP_SINGLE, Tx("1998-01-31", "interest", "5"))
 
     # A corrupted balance in the middle of a three-transaction day (-1.00), ids against the order.
@@ -482,7 +482,7 @@ def test_ledger_gap_is_exactly_the_injected_amount(world: DbtWorld) -> None:
         world.ids["shifted"]: Decimal("-400.00"),
     }
     # The typing error and the missing posting are each one gap: the days after them open at the
-    # posted balance. The 0.01 rounding is tolerated, and a day reordered against its ids is consistent.
+    # posted balance. The 0.10 rounding is tolerated, and a day reordered against its ids is consistent.
     assert world.features(world.ids["rounded"])["ledger_gap"] == 0
     reordered = world.query(f"SELECT ledger_gap FROM {FEATURES} WHERE account_id = %s", (REORDERED,))
     assert [row["ledger_gap"] for row in reordered] == [0] * 5

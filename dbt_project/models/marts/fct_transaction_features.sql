@@ -422,18 +422,16 @@ balance_gaps as (
 
 -- On a day with no such row, a row only a same-day row or the expected closing can follow but
 -- nothing can precede carries the gap (its amount is off, under a right balance): the day's
--- posted closing against the opening plus the amounts, else its balance before against the opening.
+-- posted closing against the opening plus the amounts, when the day's closing is unambiguous.
 amount_gaps as (
     select
         unlinked.trans_id,
-        coalesce(
-            unlinked.day_chain_end_balance - unlinked.expected_closing,
-            unlinked.balance_before - unlinked.opening_balance
-        ) as gap
+        unlinked.day_chain_end_balance - unlinked.expected_closing as gap
     from unlinked_before as unlinked
     where
         unlinked.is_linked_after
-        and unlinked.opening_balance is not null
+        and unlinked.day_chain_end_balance is not null
+        and unlinked.expected_closing is not null
         and not exists (
             select 1
             from balance_gaps
