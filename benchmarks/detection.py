@@ -148,6 +148,21 @@ def raw_isolation_forest(train: pd.DataFrame, random_state: int) -> Pipeline:
     return model.fit(raw_columns(train))
 
 
+def metrics_table(ours: pd.DataFrame, plain: pd.DataFrame, name: str, short: str) -> str:
+    """Per kind: rows, AP and top-1 % recall of `ours` (called `name`) beside the plain IsolationForest."""
+    width = max(len(kind) for kind in ours.index) + 4
+    header = f"{'kind':<{width}}{'rows':>7}{'AP ' + name:>{len(name) + 5}}{'AP raw IF':>11}"
+    header += f"{'top-1% ' + short:>{len(short) + 9}}{'top-1% raw':>12}"
+    lines = [header, "-" * len(header)]
+    for kind in ours.index:
+        lines.append(
+            f"{kind:<{width}}{ours.loc[kind, 'rows']:>7,}{ours.loc[kind, 'ap']:>{len(name) + 5}.3f}"
+            f"{plain.loc[kind, 'ap']:>11.3f}{ours.loc[kind, 'recall_top1']:>{len(short) + 9}.3f}"
+            f"{plain.loc[kind, 'recall_top1']:>12.3f}"
+        )
+    return "\n".join(lines)
+
+
 def missing_payment_metrics(found: pd.DataFrame, labels: pd.DataFrame, since: pd.Timestamp | None) -> dict[str, float]:
     """Recall and precision of (account, month) pairs of fct_missing_payments against missing_bill labels."""
     truth = labels.loc[labels["kind"] == "missing_bill", ["account_id", "month"]].copy()
@@ -348,14 +363,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"threshold {DETECTION.threshold:.2f}, flagged {table['flagged'].mean():.2%}"
     )
     print()
-    header = f"{'kind':<20}{'rows':>7}{'AP ensemble':>13}{'AP raw IF':>11}{'top-1% ens':>12}{'top-1% raw':>12}"
-    print(header)
-    print("-" * len(header))
-    for kind in ours.index:
-        print(
-            f"{kind:<20}{ours.loc[kind, 'rows']:>7,}{ours.loc[kind, 'ap']:>13.3f}{plain.loc[kind, 'ap']:>11.3f}"
-            f"{ours.loc[kind, 'recall_top1']:>12.3f}{plain.loc[kind, 'recall_top1']:>12.3f}"
-        )
+    print(metrics_table(ours, plain, "ensemble", "ens"))
     print()
     print("parts of the ensemble, AP overall / top-1% recall overall:")
     for name, metrics in parts.items():

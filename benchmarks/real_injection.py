@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from detection import detection_metrics, raw_columns, raw_isolation_forest  # noqa: E402
+from detection import detection_metrics, metrics_table, raw_columns, raw_isolation_forest  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "berka" / "pkdd99"
 RELATIONS = ("account", "card", "client", "disp", "district", "loan", "order")
@@ -325,14 +325,7 @@ def main() -> int:
     plain = detection_metrics(baseline, kinds, months)
 
     print(f"\n{unscored} transactions without a score; {int(scored['is_anomaly'].fillna(False).sum()):,} flagged")
-    header = f"{'kind':<16}{'rows':>6}{'AP ADS':>9}{'AP raw IF':>11}{'top-1% ADS':>12}{'top-1% raw':>12}"
-    print(header)
-    print("-" * len(header))
-    for kind in ours.index:
-        print(
-            f"{kind:<16}{ours.loc[kind, 'rows']:>6,}{ours.loc[kind, 'ap']:>9.3f}{plain.loc[kind, 'ap']:>11.3f}"
-            f"{ours.loc[kind, 'recall_top1']:>12.3f}{plain.loc[kind, 'recall_top1']:>12.3f}"
-        )
+    print(metrics_table(ours, plain, "ADS", "ADS"))
 
     missing_path = work / "out" / "missing_payments"
     found = (
