@@ -214,14 +214,7 @@ def synthesize(target: PostgresTarget, accounts: int = 4500, seed: float = 0.42)
 
 
 def dbt_env(target: PostgresTarget) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ADS_PG_HOST": target.host,
-        "ADS_PG_PORT": str(target.port),
-        "ADS_PG_USER": target.user,
-        "ADS_PG_PASSWORD": target.password or "",
-        "ADS_PG_DBNAME": target.dbname,
-    }
+    return {**os.environ, **target.dbt_profile_env()}
 
 
 def server_cpu_seconds(pgdata: Path) -> float:

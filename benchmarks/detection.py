@@ -87,14 +87,7 @@ def build_marts(folder: Path, work: Path) -> PostgresTarget:
         sources = detect_source(folder)
         for name in LOAD_ORDER:
             load_relation(connection, sources[name])
-    env = {
-        **os.environ,
-        "ADS_PG_HOST": target.host,
-        "ADS_PG_PORT": str(target.port),
-        "ADS_PG_USER": target.user,
-        "ADS_PG_PASSWORD": target.password or "",
-        "ADS_PG_DBNAME": target.dbname,
-    }
+    env = {**os.environ, **target.dbt_profile_env()}
     command = ["dbt", "run", "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)]
     command += ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]
     result = subprocess.run(command, env=env, capture_output=True, text=True)

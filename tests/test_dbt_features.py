@@ -280,13 +280,7 @@ class DbtWorld:
         assert result.success, f"dbt {' '.join(args)} failed: {result.exception} {failures}"
 
     def env(self) -> dict[str, str]:
-        return {
-            "ADS_PG_HOST": self.target.host,
-            "ADS_PG_PORT": str(self.target.port),
-            "ADS_PG_USER": self.target.user,
-            "ADS_PG_PASSWORD": self.target.password or "",
-            "ADS_PG_DBNAME": self.target.dbname,
-        }
+        return self.target.dbt_profile_env()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         from psycopg.rows import dict_row

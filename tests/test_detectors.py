@@ -63,14 +63,7 @@ def build_feature_mart(source: Path, target: PostgresTarget, work: Path) -> None
         sources = detect_source(source)
         for relation in LOAD_ORDER:
             load_relation(connection, sources[relation])
-    env = {
-        **os.environ,
-        "ADS_PG_HOST": target.host,
-        "ADS_PG_PORT": str(target.port),
-        "ADS_PG_USER": target.user,
-        "ADS_PG_PASSWORD": target.password or "",
-        "ADS_PG_DBNAME": target.dbname,
-    }
+    env = {**os.environ, **target.dbt_profile_env()}
     command = ["dbt", "run", "--select", "+fct_transaction_features"]
     command += ["--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)]
     command += ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]

@@ -32,14 +32,7 @@ class PostgresResource(dg.ConfigurableResource):
 
     def dbt_env(self) -> dict[str, str]:
         """The ADS_PG_* variables the dbt profile reads."""
-        target = self.target()
-        return {
-            "ADS_PG_HOST": target.host,
-            "ADS_PG_PORT": str(target.port),
-            "ADS_PG_USER": target.user,
-            "ADS_PG_PASSWORD": target.password or "",
-            "ADS_PG_DBNAME": target.dbname,
-        }
+        return self.target().dbt_profile_env()
 
 
 class BerkaSourceResource(dg.ConfigurableResource):

@@ -42,6 +42,16 @@ class PostgresTarget:
             dbname=parsed.database or "postgres",
         )
 
+    def dbt_profile_env(self) -> dict[str, str]:
+        """The ADS_PG_* variables the dbt profile (dbt_project/profiles.yml) reads to reach this database."""
+        return {
+            "ADS_PG_HOST": self.host,
+            "ADS_PG_PORT": str(self.port),
+            "ADS_PG_USER": self.user,
+            "ADS_PG_PASSWORD": self.password or "",
+            "ADS_PG_DBNAME": self.dbname,
+        }
+
     @property
     def is_socket(self) -> bool:
         return self.host.startswith("/")
