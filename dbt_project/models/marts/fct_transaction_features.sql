@@ -354,7 +354,8 @@ window_rows as (
 ),
 
 -- Ledger integrity: a row is consistent when a same-day row or the day's opening can precede it,
--- or a same-day row or the day's expected closing can follow it. A day may open at the expected
+-- or a same-day row or the day's expected closing can follow it (least() skips the NULL candidates
+-- of an account's first day or an ambiguous previous day). A day may open at the expected
 -- opening or at the previous day's posted closing (either candidate when that day's end is
 -- ambiguous): after an amount typed wrong under a right balance, or a posting missing, the
 -- posted balances go on from the new level, and the next day is no break.
@@ -369,24 +370,21 @@ row_links as (
         days_opened.opening_balance,
         days_opened.opening_balance + days_opened.net_amount as expected_closing,
         window_rows.has_same_day_predecessor
-        or coalesce(abs(window_rows.balance_before - days_opened.opening_balance) <= {{ tol }}, false)
-        or coalesce(abs(window_rows.balance_before - days_opened.previous_end_low) <= {{ tol }}, false)
-        or coalesce(abs(window_rows.balance_before - days_opened.previous_end_high) <= {{ tol }}, false)
-            as is_linked_before,
+        or coalesce(
+            least(
+                abs(window_rows.balance_before - days_opened.opening_balance),
+                abs(window_rows.balance_before - days_opened.previous_end_low),
+                abs(window_rows.balance_before - days_opened.previous_end_high)
+            ) <= {{ tol }},
+            false
+        ) as is_linked_before,
         window_rows.has_same_day_successor
         or coalesce(
-            abs(window_rows.balance_after - days_opened.opening_balance - days_opened.net_amount)
-            <= {{ tol }},
-            false
-        )
-        or coalesce(
-            abs(window_rows.balance_after - days_opened.previous_end_low - days_opened.net_amount)
-            <= {{ tol }},
-            false
-        )
-        or coalesce(
-            abs(window_rows.balance_after - days_opened.previous_end_high - days_opened.net_amount)
-            <= {{ tol }},
+            least(
+                abs(window_rows.balance_after - days_opened.net_amount - days_opened.opening_balance),
+                abs(window_rows.balance_after - days_opened.net_amount - days_opened.previous_end_low),
+                abs(window_rows.balance_after - days_opened.net_amount - days_opened.previous_end_high)
+            ) <= {{ tol }},
             false
         ) as is_linked_after
     from window_rows
