@@ -4,6 +4,7 @@ the two published file conventions."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ads_assets.lib.berka.generator import LABEL_KINDS, GeneratedData, GeneratorConfig, generate, write_dataset
+from ads_assets.lib.berka.generator import (
+    BERKA_LABEL_KINDS,
+    LABEL_KINDS,
+    GeneratedData,
+    GeneratorConfig,
+    generate,
+    write_dataset,
+)
+from ads_assets.lib.berka.generator.anomalies import ERROR_CORRECTION_DAYS, FRAUD_REFUND_DAYS
 from ads_assets.lib.berka.schema import ORDER_K_SYMBOLS, RELATIONS, TRANS_K_SYMBOLS
 
 REAL_BERKA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "berka"
@@ -420,7 +429,7 @@ def test_no_labels_without_anomalies(whole: GeneratedData) -> None:
 
 def test_anomaly_labels(anomalous: GeneratedData) -> None:
     labels, trans = anomalous.labels, anomalous.relations["trans"]
-    assert set(labels["kind"]) == set(LABEL_KINDS)
+    assert set(labels["kind"]) == set(BERKA_LABEL_KINDS)
     assert str(labels["trans_id"].dtype) == "Int64"
     counts = labels["kind"].value_counts()
     assert counts.min() >= 0.6 * counts.max()
@@ -491,6 +500,72 @@ def test_missing_bills_lack_the_payment(anomalous: GeneratedData) -> None:
         for month in schedule.expected - schedule.paid
     }
     assert missing == skipped
+
+
+def test_few_debits_overdrawn_at_the_default_anomaly_rate() -> None:
+    """Injected anomalies are corrected, so their money does not overdraw accounts for years after."""
+    trans = generate(GeneratorConfig(accounts=300, seed=2, anomaly_rate=0.005)).relations["trans"]
+    debits = trans[trans["type"] != "PRIJEM"]
+    assert (debits["balance"] < 0).mean() <= 0.01
+
+
+def _corrections(data: GeneratedData) -> pd.DataFrame:
+    """The bank-internal postings: no operation, k_symbol or counterparty, not labelled (a ledger break
+    may fall on one: it shifts the balance, not the posting)."""
+    trans = data.relations["trans"]
+    internal = trans["operation"].isna() & trans["k_symbol"].isna() & trans["bank"].isna()
+    other_kinds = [kind for kind in LABEL_KINDS if kind != "ledger_break"]
+    return trans[internal & ~trans["trans_id"].isin(_labelled_ids(data, *other_kinds))]
+
+
+def _corrected(
+    data: GeneratedData,
+    kind: str,
+    days: tuple[int, int],
+    amounts: Callable[[pd.DataFrame], set[int]],
+    per_row: bool = False,
+) -> bool:
+    """Whether every labelled (account, day) group of `kind` (every row when `per_row`) is followed on
+    the same account, `days` days later (or on the last day), by a correction taking back one of
+    `amounts(group)` cents: a credit for debits, a debit for credits."""
+    trans = data.relations["trans"]
+    rows = trans[trans["trans_id"].isin(_labelled_ids(data, kind))]
+    assert len(rows)
+    corrections = _corrections(data)
+    last_day = trans["date"].max()
+    for (account_id, date, *_), group in rows.groupby(["account_id", "date"] + (["trans_id"] if per_row else [])):
+        low = min(date + pd.Timedelta(days=days[0]), last_day)
+        high = min(date + pd.Timedelta(days=days[1]), last_day)
+        candidates = corrections[
+            (corrections["account_id"] == account_id)
+            & corrections["date"].between(low, high)
+            & (corrections["trans_id"] > group["trans_id"].max())
+            & ((corrections["type"] == "PRIJEM") == (group["type"].iloc[0] != "PRIJEM"))
+        ]
+        if not set(_cents(candidates["amount"])) & amounts(group):
+            return False
+    return True
+
+
+def test_wrong_amounts_are_corrected_within_days(anomalous: GeneratedData) -> None:
+    """The excess of an amount posted at 10x or 100x is taken back."""
+
+    def excess(group: pd.DataFrame) -> set[int]:
+        (cents,) = _cents(group["amount"])
+        return {cents - cents // 10, cents - cents // 100}
+
+    assert _corrected(anomalous, "wrong_amount", ERROR_CORRECTION_DAYS, excess, per_row=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "days"),
+    [("duplicate_posting", ERROR_CORRECTION_DAYS), ("new_payee", FRAUD_REFUND_DAYS), ("burst", FRAUD_REFUND_DAYS)],
+)
+def test_extra_debits_are_credited_back(anomalous: GeneratedData, kind: str, days: tuple[int, int]) -> None:
+    """A duplicate, a payment to a new payee and a burst's total come back as one credit."""
+    rows = anomalous.relations["trans"]
+    assert (rows.loc[rows["trans_id"].isin(_labelled_ids(anomalous, kind)), "type"] != "PRIJEM").all()
+    assert _corrected(anomalous, kind, days, lambda group: {int(_cents(group["amount"]).sum())})
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

@@ -18,11 +18,13 @@ from ..writers import write_dataset
 from . import calibration as cal
 from .anomalies import break_ledger, inject, rows_per_kind
 from .events import (
+    BERKA_LABEL_KINDS,
     K_SYMBOLS,
     LABEL_KINDS,
     MISSING_BILL,
     NO_LABEL,
     OPERATIONS,
+    RETAIL_LABEL_KINDS,
     TYPES,
     Events,
     chronological,
@@ -30,9 +32,24 @@ from .events import (
 )
 from .ledger import simulate
 from .months import Window
-from .population import as_dates, draw_population
+from .population import Population, as_dates, draw_population
+from .retail import simulate_retail
 
-__all__ = ["LABEL_KINDS", "GeneratedData", "GeneratorConfig", "generate", "write_dataset"]
+__all__ = [
+    "BERKA_LABEL_KINDS",
+    "LABEL_KINDS",
+    "RETAIL_LABEL_KINDS",
+    "SHAPES",
+    "GeneratedData",
+    "GeneratorConfig",
+    "generate",
+    "write_dataset",
+]
+
+SHAPES: tuple[str, ...] = ("berka", "retail")
+"""`berka`: calibrated to the real PKDD'99 bank (a few transactions an account a month), labelled with
+BERKA_LABEL_KINDS. `retail`: the same kind of population paying merchants tens of times a month
+(see retail.py), labelled with RETAIL_LABEL_KINDS."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,8 @@ class GeneratorConfig:
     seed: int = 0
     anomaly_rate: float = 0.0
     """Share of transactions turned into labelled anomalies."""
+    shape: str = "berka"
+    """The kind of bank, one of SHAPES."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,8 @@ def _validate(config: GeneratorConfig) -> Window:
         raise ValueError(f"accounts must be at least 1, got {config.accounts}")
     if not 0.0 <= config.anomaly_rate < 1.0:
         raise ValueError(f"anomaly_rate must be in [0, 1), got {config.anomaly_rate}")
+    if config.shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {config.shape!r}")
     return Window.between(config.start, config.end)
 
 
@@ -113,19 +134,37 @@ def _labels(
     )
 
 
-def generate(config: GeneratorConfig) -> GeneratedData:
-    """The eight relations for `config.accounts` accounts over the window, and the anomaly labels."""
-    window = _validate(config)
-    rng = np.random.default_rng(config.seed)
-    population = draw_population(rng, window, config.accounts)
+def _berka(
+    rng: np.random.Generator, window: Window, population: Population, rate: float
+) -> tuple[Events, np.ndarray, pd.DataFrame]:
+    """The berka shape's chronological transactions, their balances and the labels."""
     events = simulate(rng, window, population)
-    per_kind = rows_per_kind(config.anomaly_rate, len(events))
-    injected = inject(rng, events, config.anomaly_rate, window, population.orders)
+    per_kind = rows_per_kind(rate, len(events))
+    injected = inject(rng, events, rate, window, population.orders)
     events = injected.events.take(chronological(injected.events))
     balance = running_balances(events.account, events.signed())
     label = events.label
     if per_kind:
         balance, label = break_ledger(rng, balance, label, per_kind)
+    return events, balance, _labels(window, events, label, injected.missing_account, injected.missing_day)
+
+
+def _retail(
+    rng: np.random.Generator, window: Window, population: Population, rate: float
+) -> tuple[Events, np.ndarray, pd.DataFrame]:
+    """The retail shape's chronological transactions, their balances and the labels."""
+    events = simulate_retail(rng, window, population, rate)
+    nothing = np.zeros(0, dtype=np.int64)
+    balance = running_balances(events.account, events.signed())
+    return events, balance, _labels(window, events, events.label, nothing, nothing)
+
+
+def generate(config: GeneratorConfig) -> GeneratedData:
+    """The eight relations for `config.accounts` accounts over the window, and the anomaly labels."""
+    window = _validate(config)
+    rng = np.random.default_rng(config.seed)
+    population = draw_population(rng, window, config.accounts)
+    shape = _retail if config.shape == "retail" else _berka
+    events, balance, labels = shape(rng, window, population, config.anomaly_rate)
     relations = dict(population.relations, trans=_trans_frame(events, balance))
-    labels = _labels(window, events, label, injected.missing_account, injected.missing_day)
     return GeneratedData(relations={name: relations[name] for name in RELATIONS}, labels=labels)

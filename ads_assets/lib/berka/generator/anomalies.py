@@ -5,6 +5,14 @@ Six kinds, about equally many labelled rows of each: `wrong_amount` (a payment o
 unseen account), `burst` (4-8 same-day cash withdrawals), `missing_bill` (a standing-order payment
 that never came; labelled by account and month) and `ledger_break` (one balance off its chain,
 applied after the balances are computed).
+
+The bank puts the money of the others right, so that none of them carries into the years of balances
+after it: a few days later comes an unlabelled correcting posting on the same account, bank-internal
+(empty operation and k_symbol, no counterparty, like the interest postings): a credit (PRIJEM) of the
+excess of a payment posted at 10x or 100x, a debit (VYDAJ) of the excess of an income posted so, 1-5
+days later; a credit of a duplicated payment, 1-5 days later; a credit returning a payment to a new
+payee (recalled) and one reimbursing a burst's total (card fraud), 3-10 days later. A correction
+that would fall after the window's last day is posted on that day, after the day's other postings.
 """
 
 from __future__ import annotations
@@ -15,14 +23,17 @@ import numpy as np
 
 from . import calibration as cal
 from .events import (
+    BERKA_LABEL_KINDS,
     BURST,
+    CORRECTION,
+    CREDIT,
     DEBIT,
     DUPLICATE_POSTING,
     INCOMING,
-    LABEL_KINDS,
     LEDGER_BREAK,
     NEW_PAYEE,
     NO_LABEL,
+    NO_OPERATION,
     NO_SYMBOL,
     OUTGOING,
     PAYMENT,
@@ -33,7 +44,7 @@ from .events import (
     make_events,
 )
 from .months import Window
-from .population import Orders, account_numbers
+from .population import Orders, unseen_numbers
 
 BURST_SIZES = (4, 8)
 BURST_AMOUNTS = (300, 3000)
@@ -42,6 +53,10 @@ WRONG_FACTORS = (10, 100)
 WRONG_HUNDRED_SHARE = 0.3
 LEDGER_SHIFTS = (100, 10_000)
 MIN_GROUP_ROWS = 3
+ERROR_CORRECTION_DAYS = (1, 5)
+"""Days from a wrong amount or a duplicate to the bank's correcting posting."""
+FRAUD_REFUND_DAYS = (3, 10)
+"""Days from a payment to a new payee or a burst to the credit returning its money."""
 _KEY = 1 << 20
 
 
@@ -54,11 +69,11 @@ class Injected:
     missing_day: np.ndarray
 
 
-def rows_per_kind(rate: float, transactions: int) -> int:
-    """Labelled rows wanted for each anomaly kind."""
+def rows_per_kind(rate: float, transactions: int, kinds: int = len(BERKA_LABEL_KINDS)) -> int:
+    """Labelled rows wanted for each of `kinds` anomaly kinds."""
     if rate <= 0:
         return 0
-    return max(1, round(rate * transactions / len(LABEL_KINDS)))
+    return max(1, round(rate * transactions / kinds))
 
 
 def _group_stats(events: Events, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,23 +120,6 @@ def _largest_payment_until(events: Events, account: np.ndarray, day: np.ndarray)
     return running[found]
 
 
-def _unseen_numbers(rng: np.random.Generator, seen: np.ndarray, count: int) -> np.ndarray:
-    """`count` distinct account numbers none of which is in `seen`."""
-    numbers = account_numbers(rng, count)
-    while True:
-        clash = np.isin(numbers, seen) | _repeated(numbers)
-        if not clash.any():
-            return numbers
-        numbers[clash] = account_numbers(rng, int(clash.sum()))
-
-
-def _repeated(values: np.ndarray) -> np.ndarray:
-    """True for every occurrence of a value after its first."""
-    repeated = np.ones(len(values), dtype=bool)
-    repeated[np.unique(values, return_index=True)[1]] = False
-    return repeated
-
-
 def _new_payees(rng: np.random.Generator, events: Events, rows: np.ndarray, seen_numbers: np.ndarray) -> Events:
     """Payments to unseen accounts, 3-6 times the account's largest payment up to that day."""
     account, day = events.account[rows], events.day[rows]
@@ -137,7 +135,7 @@ def _new_payees(rng: np.random.Generator, events: Events, rows: np.ndarray, seen
         NO_SYMBOL,
         amount,
         rng.integers(0, len(cal.BANKS), size=len(rows)),
-        _unseen_numbers(rng, seen_numbers, len(rows)),
+        unseen_numbers(rng, seen_numbers, len(rows)),
         sub=2,
         label=NEW_PAYEE,
     )
@@ -204,7 +202,38 @@ def inject(rng: np.random.Generator, events: Events, rate: float, window: Window
         _new_payees(rng, changed, payee_pool[:per_kind], seen),
         _bursts(rng, changed, max(1, round(per_kind / np.mean(BURST_SIZES)))),
     ]
-    return Injected(Events.concat(parts), events.account[missing], events.day[missing])
+    excess = changed.take(wrong).signed() - events.take(wrong).signed()
+    corrections = [
+        _corrections(rng, events.account[wrong], events.day[wrong], excess, ERROR_CORRECTION_DAYS, window),
+        _corrections(rng, *_totals(parts[1]), ERROR_CORRECTION_DAYS, window),
+        _corrections(rng, *_totals(parts[2]), FRAUD_REFUND_DAYS, window),
+        _corrections(rng, *_totals(parts[3]), FRAUD_REFUND_DAYS, window),
+    ]
+    return Injected(Events.concat(parts + corrections), events.account[missing], events.day[missing])
+
+
+def _totals(events: Events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Account, day and signed total of each (account, day) among `events`."""
+    key = events.account.astype(np.int64) * _KEY + events.day
+    keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    totals = np.bincount(inverse, weights=events.signed(), minlength=len(keys)).astype(np.int64)
+    return events.account[first], events.day[first], totals
+
+
+def _corrections(
+    rng: np.random.Generator,
+    account: np.ndarray,
+    day: np.ndarray,
+    excess: np.ndarray,
+    delays: tuple[int, int],
+    window: Window,
+) -> Events:
+    """Bank-internal postings taking back each signed `excess` (a credit where too much was debited)
+    `delays` days later, at the latest on the window's last day."""
+    low, high = delays
+    when = np.minimum(day + rng.integers(low, high + 1, size=len(day)), window.last_day)
+    type_ = np.where(excess < 0, CREDIT, DEBIT)
+    return make_events(account, when, CORRECTION, type_, NO_OPERATION, NO_SYMBOL, np.abs(excess), sub=4)
 
 
 def break_ledger(

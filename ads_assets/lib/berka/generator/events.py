@@ -15,10 +15,11 @@ NO_OPERATION, CARD, DEPOSIT, INCOMING, WITHDRAWAL, OUTGOING = range(6)
 NO_SYMBOL, INSURANCE, FEE, INTEREST, SANCTION, HOUSEHOLD, PENSION, LOAN = range(8)
 
 OPENING, INCOME, PAYMENT, SPENDING, STATEMENT, CREDITED, PENALTY = range(7)
-"""Order of an account's postings within one day (`seq`)."""
+CORRECTION = 7
+"""Order of an account's postings within one day (`seq`); corrections and refunds come last."""
 
 NO_LABEL = -1
-LABEL_KINDS: tuple[str, ...] = (
+BERKA_LABEL_KINDS: tuple[str, ...] = (
     "wrong_amount",
     "ledger_break",
     "duplicate_posting",
@@ -26,7 +27,13 @@ LABEL_KINDS: tuple[str, ...] = (
     "new_payee",
     "missing_bill",
 )
+"""What the default (berka) shape labels."""
+RETAIL_LABEL_KINDS: tuple[str, ...] = ("compromised_merchant", "compromised_customer", "large_amount")
+"""What the retail shape labels."""
+LABEL_KINDS: tuple[str, ...] = BERKA_LABEL_KINDS + RETAIL_LABEL_KINDS
+"""Every kind `labels.csv` can carry; `Events.label` indexes this."""
 WRONG_AMOUNT, LEDGER_BREAK, DUPLICATE_POSTING, BURST, NEW_PAYEE, MISSING_BILL = range(6)
+COMPROMISED_MERCHANT, COMPROMISED_CUSTOMER, LARGE_AMOUNT = range(6, 9)
 
 
 @dataclass(frozen=True)

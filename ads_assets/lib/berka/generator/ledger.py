@@ -42,7 +42,7 @@ from .population import CASH_EARNER, PENSIONER, Accounts, Orders, Population, qu
 _FEES = np.rint(np.asarray(cal.STATEMENT_FEES) * 10).astype(np.int64)
 
 
-class _Month:
+class Month:
     """One month of the window: its first day number, length, calendar month and open accounts."""
 
     def __init__(self, window: Window, index: int, accounts: Accounts) -> None:
@@ -65,20 +65,20 @@ class _Month:
         return (self.length - self.first_dom + 1) / self.length
 
 
-def _rounded(rng: np.random.Generator, tenths: np.ndarray, hundred_share: float) -> np.ndarray:
+def rounded(rng: np.random.Generator, tenths: np.ndarray, hundred_share: float) -> np.ndarray:
     """Amounts rounded to whole hundreds of crowns in `hundred_share` of cases, else to tens."""
     unit = np.where(rng.random(len(tenths)) < hundred_share, 1000, 100)
     return np.maximum(unit, np.rint(tenths / unit) * unit).astype(np.int64)
 
 
-def _opening_deposits(rng: np.random.Generator, month: _Month, accounts: Accounts) -> Events:
+def opening_deposits(rng: np.random.Generator, month: Month, accounts: Accounts) -> Events:
     """The first deposit of every account opened this month, on its opening day."""
     new = month.open[month.age == 0]
     amount = rng.choice(cal.INITIAL_DEPOSITS, size=len(new)) * 10
     return make_events(new, accounts.open_day[new], OPENING, CREDIT, DEPOSIT, NO_SYMBOL, amount)
 
 
-def _incomes(month: _Month, accounts: Accounts) -> Events:
+def incomes(month: Month, accounts: Accounts) -> Events:
     """Pensions (DUCHOD) and salaries credited from the payer's bank account on their fixed day."""
     paid = month.open[
         (accounts.income_kind[month.open] != CASH_EARNER) & (accounts.income_start[month.open] <= month.index)
@@ -108,7 +108,7 @@ def _deposit_amounts(rng: np.random.Generator, level: np.ndarray, spread: float)
     return np.maximum(100, np.rint(amount / unit) * unit).astype(np.int64)
 
 
-def _cash_deposits(rng: np.random.Generator, month: _Month, accounts: Accounts) -> Events:
+def cash_deposits(rng: np.random.Generator, month: Month, accounts: Accounts) -> Events:
     """A regular monthly deposit on the account's day, when it comes, and occasional other ones."""
     rate = accounts.deposit_rate[month.open]
     regular_share = np.minimum(rate, cal.REGULAR_DEPOSIT_SHARE)
@@ -144,7 +144,7 @@ def _cash_deposits(rng: np.random.Generator, month: _Month, accounts: Accounts) 
     )
 
 
-def _order_payments(month: _Month, orders: Orders) -> Events:
+def order_payments(month: Month, orders: Orders) -> Events:
     """One payment of every standing order due this month, on its day."""
     due = np.flatnonzero((orders.first <= month.index) & (orders.last >= month.index))
     day = month.start + np.minimum(orders.dom[due], month.length) - 1
@@ -162,7 +162,7 @@ def _order_payments(month: _Month, orders: Orders) -> Events:
     )
 
 
-def _card_withdrawals(rng: np.random.Generator, month: _Month, accounts: Accounts) -> Events:
+def _card_withdrawals(rng: np.random.Generator, month: Month, accounts: Accounts) -> Events:
     """Card withdrawals of card holders, from the day the card is issued."""
     holder = accounts.card_month[month.open] <= month.index
     issued_now = accounts.card_month[month.open] == month.index
@@ -176,7 +176,7 @@ def _card_withdrawals(rng: np.random.Generator, month: _Month, accounts: Account
     return make_events(month.open[who], month.days(rng, first_dom[who]), SPENDING, DEBIT, CARD, NO_SYMBOL, amount)
 
 
-def _cash_type_withdrawals(rng: np.random.Generator, month: _Month, accounts: Accounts, money: _Money) -> Events:
+def _cash_type_withdrawals(rng: np.random.Generator, month: Month, accounts: Accounts, money: Money) -> Events:
     """Occasional large withdrawals of type VYBER by accounts that can afford the largest of them."""
     active = accounts.activation[month.open] <= month.index
     amount = np.rint(quantile_draw(rng, cal.TYPE_VYBER_AMOUNTS, len(month.open))) * 10
@@ -188,7 +188,7 @@ def _cash_type_withdrawals(rng: np.random.Generator, month: _Month, accounts: Ac
     return make_events(month.open[chosen], day, SPENDING, CASH, WITHDRAWAL, NO_SYMBOL, amount[chosen])
 
 
-def _statement_fees(rng: np.random.Generator, month: _Month, accounts: Accounts) -> Events:
+def statement_fees(rng: np.random.Generator, month: Month, accounts: Accounts) -> Events:
     """The month-end statement fee (SLUZBY) of active accounts."""
     due = (accounts.activation[month.open] <= month.index) & (rng.random(len(month.open)) < cal.STATEMENT_FEE_SHARE)
     charged = month.open[due]
@@ -197,11 +197,11 @@ def _statement_fees(rng: np.random.Generator, month: _Month, accounts: Accounts)
     return make_events(charged, day, STATEMENT, DEBIT, WITHDRAWAL, FEE, amount)
 
 
-class _Money:
+class Money:
     """What each open account can spend this month: `secure` is there all month (opening balance
     less the month's payments), `available` once the month's credits are in, from `credit_dom` on."""
 
-    def __init__(self, month: _Month, balance: np.ndarray, planned: list[Events]) -> None:
+    def __init__(self, month: Month, balance: np.ndarray, planned: list[Events]) -> None:
         size = len(balance)
         credits, debits = np.zeros(size), np.zeros(size)
         credit_dom = np.full(size, month.length)
@@ -220,11 +220,11 @@ class _Money:
         self.available = self.available - taken
 
     @staticmethod
-    def reserve(accounts: Accounts, month: _Month, share: float) -> np.ndarray:
+    def reserve(accounts: Accounts, month: Month, share: float) -> np.ndarray:
         """What withdrawals leave: `share` of the target balance and next month's standing orders."""
         return share * accounts.target_balance[month.open] + accounts.fixed_payments[month.open]
 
-    def first_safe_dom(self, month: _Month, who: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    def first_safe_dom(self, month: Month, who: np.ndarray, amount: np.ndarray) -> np.ndarray:
         """First day-of-month on which `who` can take out `amount` without going negative."""
         return np.where(
             amount > self.secure[who], np.maximum(month.first_dom[who], self.credit_dom[who]), month.first_dom[who]
@@ -232,7 +232,7 @@ class _Money:
 
 
 def _cash_withdrawals(
-    rng: np.random.Generator, month: _Month, accounts: Accounts, balance: np.ndarray, money: _Money
+    rng: np.random.Generator, month: Month, accounts: Accounts, balance: np.ndarray, money: Money
 ) -> Events:
     """Cash withdrawals of about the account's typical size, larger when the balance is above its
     target and smaller below, leaving part of the target balance in the account."""
@@ -250,22 +250,22 @@ def _cash_withdrawals(
     wanted = size[who] * rng.lognormal(0.0, cal.WITHDRAWAL_SPREAD, size=len(who))
     total = np.bincount(who, weights=wanted, minlength=len(month.open))
     scale = np.minimum(1.0, np.maximum(spare, 0.0) / np.maximum(total, 1.0))
-    amount = _rounded(rng, wanted * scale[who], cal.ROUND_HUNDRED_SHARE)
+    amount = rounded(rng, wanted * scale[who], cal.ROUND_HUNDRED_SHARE)
     first_dom = money.first_safe_dom(month, who, (total * scale)[who])
     return make_events(month.open[who], month.days(rng, first_dom), SPENDING, DEBIT, WITHDRAWAL, NO_SYMBOL, amount)
 
 
 def _spending(
-    rng: np.random.Generator, month: _Month, accounts: Accounts, balance: np.ndarray, planned: list[Events]
+    rng: np.random.Generator, month: Month, accounts: Accounts, balance: np.ndarray, planned: list[Events]
 ) -> list[Events]:
     """Withdrawals from what the month's other postings leave."""
-    money = _Money(month, balance, planned)
+    money = Money(month, balance, planned)
     large = _cash_type_withdrawals(rng, month, accounts, money)
     money.spend(np.bincount(large.account, weights=large.amount, minlength=len(accounts))[month.open])
     return [large, _cash_withdrawals(rng, month, accounts, balance, money)]
 
 
-def _intramonth(events: Events, opening: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def intramonth(events: Events, opening: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lowest and closing balance of every account over the month's events."""
     order = np.lexsort((events.seq, events.day, events.account))
     account = events.account[order]
@@ -281,9 +281,9 @@ def _intramonth(events: Events, opening: np.ndarray) -> tuple[np.ndarray, np.nda
     return lowest, closing
 
 
-def _month_end(
+def month_end(
     rng: np.random.Generator,
-    month: _Month,
+    month: Month,
     accounts: Accounts,
     opening: np.ndarray,
     lowest: np.ndarray,
@@ -316,18 +316,18 @@ def _simulate_month(
 ) -> tuple[Events, np.ndarray]:
     """The month's transactions and each account's closing balance."""
     accounts = population.accounts
-    month = _Month(window, index, accounts)
+    month = Month(window, index, accounts)
     planned = [
-        _opening_deposits(rng, month, accounts),
-        _incomes(month, accounts),
-        _cash_deposits(rng, month, accounts),
-        _order_payments(month, population.orders),
+        opening_deposits(rng, month, accounts),
+        incomes(month, accounts),
+        cash_deposits(rng, month, accounts),
+        order_payments(month, population.orders),
         _card_withdrawals(rng, month, accounts),
-        _statement_fees(rng, month, accounts),
+        statement_fees(rng, month, accounts),
     ]
     events = Events.concat(planned + _spending(rng, month, accounts, balance, planned))
-    lowest, closing = _intramonth(events, balance)
-    closing_events = _month_end(rng, month, accounts, balance, lowest, closing)
+    lowest, closing = intramonth(events, balance)
+    closing_events = month_end(rng, month, accounts, balance, lowest, closing)
     events = Events.concat([events, closing_events])
     return events, closing + np.bincount(
         closing_events.account, weights=closing_events.signed(), minlength=len(balance)

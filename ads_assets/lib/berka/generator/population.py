@@ -105,6 +105,23 @@ def account_numbers(rng: np.random.Generator, size: int) -> np.ndarray:
     return rng.integers(1, cal.ACCOUNT_NUMBER_LIMIT, size=size)
 
 
+def unseen_numbers(rng: np.random.Generator, seen: np.ndarray, count: int) -> np.ndarray:
+    """`count` distinct account numbers none of which is in `seen`."""
+    numbers = account_numbers(rng, count)
+    while True:
+        clash = np.isin(numbers, seen) | _repeated(numbers)
+        if not clash.any():
+            return numbers
+        numbers[clash] = account_numbers(rng, int(clash.sum()))
+
+
+def _repeated(values: np.ndarray) -> np.ndarray:
+    """True for every occurrence of a value after its first."""
+    repeated = np.ones(len(values), dtype=bool)
+    repeated[np.unique(values, return_index=True)[1]] = False
+    return repeated
+
+
 def _opening_weights(window: Window) -> np.ndarray:
     """Relative number of accounts opened in each window month: the real monthly openings where the
     window overlaps 1993-1998, their mean outside it, uniform if that leaves nothing."""
