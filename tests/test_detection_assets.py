@@ -120,7 +120,9 @@ def test_the_first_month_of_the_data_is_scored_by_a_cold_start_model(detection: 
     assert result.success
     [materialization] = result.asset_materializations_for_node(MODELS_OP)
     [window] = [model["training_window"] for model in materialization.metadata["models"].data.values()]
-    assert window.startswith("1995-01") and window.endswith("1995-12-31")
+    start, end = window.split(":")
+    assert start.startswith("1995-01") and end.startswith("1995-01")
+    assert materialization.metadata["cold_start_months"].data == ["1995-01"]
     assert set(detection.scores().query("month == '1995-01'")["model_version"]) == {
         detection.recorded("1995-01-01")["model_version"]
     }

@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -329,6 +329,27 @@ class OutputStore:
             if key != f"{folder}/{PART_FILE}":
                 self.location.delete(key)
         return url
+
+    def migrate(self, table: str, schema: pa.Schema, upgrade: Callable[[pa.Table], pa.Table]) -> list[str]:
+        """Rewrite a table written with another schema into `schema`, month by month through `upgrade`.
+
+        Returns the months rewritten (none when the stored schema already is `schema` or the table does not
+        exist). Months are rewritten before the stored schema is replaced, and `upgrade` must accept a month
+        already upgraded, so an interrupted migration finishes on the next call.
+        """
+        stored = self.schema(table)
+        if stored is None or stored.equals(schema, check_metadata=False):
+            return []
+        rewritten = []
+        for month, key in self._partition_files(table):
+            data = pq.read_table(io.BytesIO(self.location.read_bytes(key)))
+            upgraded = _to_arrow(upgrade(data), schema, f"{table} {month}")
+            buffer = io.BytesIO()
+            pq.write_table(upgraded, buffer)
+            self.location.write_bytes(key, buffer.getvalue(), content_type=PARQUET_CONTENT_TYPE)
+            rewritten.append(month)
+        self.location.write_bytes(f"{table}/{SCHEMA_FILE}", schema.serialize().to_pybytes())
+        return rewritten
 
     def read_table(self, table: str, months: Iterable[str] | None = None) -> pa.Table:
         """The table's rows (all months, or those in `months`) with a `month` string column, month by month."""

@@ -1,4 +1,8 @@
-"""Bulk reads of mart tables into pandas and writes of anomaly tables, through Postgres COPY."""
+"""Bulk reads of mart tables into pandas and writes of anomaly tables, through Postgres COPY.
+
+The score table's definitions live with detection (`ads_assets.lib.detection.tables`); `SCORES_TABLE` is
+re-exported here for the readers of every anomaly table.
+"""
 
 from __future__ import annotations
 
@@ -11,32 +15,17 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from ads_assets.lib.detection.tables import SCORES_TABLE as SCORES_TABLE
+from ads_assets.lib.detection.tables import ensure_scores_table
+
 FEATURES_TABLE = "marts.fct_transaction_features"
 MISSING_PAYMENTS_TABLE = "marts.fct_missing_payments"
 ANOMALY_SCHEMA = "anomaly"
-SCORES_TABLE = f"{ANOMALY_SCHEMA}.transaction_scores"
 MISSING_TABLE = f"{ANOMALY_SCHEMA}.missing_payments"
 CONFIRMED_TABLE = f"{ANOMALY_SCHEMA}.confirmed_anomalies"
 
 ANOMALY_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {ANOMALY_SCHEMA};
-CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
-    trans_id bigint NOT NULL,
-    account_id bigint NOT NULL,
-    trans_date date NOT NULL,
-    month text NOT NULL,
-    score double precision NOT NULL,
-    is_anomaly boolean NOT NULL,
-    iforest_score double precision,
-    lof_score double precision,
-    rule_hits text[] NOT NULL,
-    reasons jsonb,
-    model_version text NOT NULL,
-    scored_at timestamptz NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transaction_scores_month_idx ON {SCORES_TABLE} (month);
-CREATE INDEX IF NOT EXISTS transaction_scores_trans_id_idx ON {SCORES_TABLE} (trans_id);
-CREATE INDEX IF NOT EXISTS transaction_scores_flagged_idx ON {SCORES_TABLE} (month, score DESC) WHERE is_anomaly;
 CREATE TABLE IF NOT EXISTS {MISSING_TABLE} (
     account_id bigint NOT NULL,
     month text NOT NULL,
@@ -57,23 +46,6 @@ CREATE TABLE IF NOT EXISTS {CONFIRMED_TABLE} (
 """
 
 
-SCORES_PARQUET_SCHEMA = pa.schema(
-    [
-        ("trans_id", pa.int64()),
-        ("account_id", pa.int64()),
-        ("trans_date", pa.date32()),
-        ("score", pa.float64()),
-        ("is_anomaly", pa.bool_()),
-        ("iforest_score", pa.float64()),
-        ("lof_score", pa.float64()),
-        ("rule_hits", pa.list_(pa.string())),
-        ("reasons", pa.string()),
-        ("model_version", pa.string()),
-        ("scored_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-"""`{output}/transaction_scores/month=YYYY-MM/`: the columns of anomaly.transaction_scores; `reasons` is JSON text."""
-
 MISSING_PARQUET_SCHEMA = pa.schema(
     [
         ("account_id", pa.int64()),
@@ -91,6 +63,7 @@ MISSING_PARQUET_SCHEMA = pa.schema(
 def ensure_anomaly_schema(cursor: psycopg.Cursor) -> None:
     """Create the anomaly schema: transaction scores, missing payments and analyst-confirmed anomalies."""
     cursor.execute(ANOMALY_DDL)
+    ensure_scores_table(cursor)
 
 
 TEXT_TYPE_OIDS = frozenset({25, 1042, 1043})

@@ -1,23 +1,23 @@
 """Detection assets: monthly anomaly models, scored transactions with reasons, and missing payments."""
 
-import json
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from ads_assets.defs.io_managers import OutputStoreResource, TrainedModel, recorded_partition_model
 from ads_assets.defs.partitions import monthly_partitions, next_month
 from ads_assets.defs.resources import PostgresResource
-from ads_assets.lib.detectors.ensemble import EnsembleDetector, frame_digest, retrain_month, training_frame
+from ads_assets.lib.detection.ensemble import DEFAULT_WEIGHTS, EnsembleDetector
+from ads_assets.lib.detection.scoring import by_date, empty_scores, parquet_rows, postgres_rows, score_month
+from ads_assets.lib.detection.tables import SCORES_PARQUET_SCHEMA, SCORES_TABLE_NAME, upgrade_scores_parquet
+from ads_assets.lib.detection.training import TrainingWindow, frame_digest, training_frame, training_windows
 from ads_assets.lib.tables import (
     FEATURES_TABLE,
     MISSING_PARQUET_SCHEMA,
     MISSING_PAYMENTS_TABLE,
     MISSING_TABLE,
-    SCORES_PARQUET_SCHEMA,
     SCORES_TABLE,
     confirmed_anomalies,
     read_query,
@@ -33,19 +33,24 @@ MODELS_KEY = dg.AssetKey(["detection", "anomaly_models"])
 class DetectionConfig(dg.Config):
     """How models are trained and alerts are raised.
 
-    `threshold` trades recall for analyst load: lower raises more alerts, most of them weaker;
-    `alert_budget` caps each month's alerts at that share of its transactions, highest scores first,
-    so a bad month cannot flood the queue (what is cut stays ranked in `transaction_scores`).
+    `detectors` names the ML detectors of the ensemble (from the detector registry) with the weight of
+    each one's evidence. `threshold` trades recall for analyst load: lower raises more alerts, most of
+    them weaker; `alert_budget` caps each month's alerts at that share of its transactions, highest
+    scores first, so a bad month cannot flood the queue (what is cut stays ranked in `transaction_scores`).
 
     `retrain_every_months` trades freshness for training time: with 1 every month gets a model trained
     on the `training_months` before it; with N, models are trained for calendar-fixed months (with 3:
     January, April, July, October) and the months up to the next one are scored by that model, which
-    saw nothing of them either. A full run over 72 months then fits about 72 / N models instead of 72;
-    the cost is a model up to N - 1 months older than the month it scores.
+    saw nothing of them either. Where that window holds less than `min_training_weeks` weeks and fewer
+    than `min_training_rows` rows (the data starts shortly before it), the month gets a model trained on
+    everything before it. The data's first month has nothing before it: a cold start, scored by a model
+    trained on that month itself, which the metadata and the run summary say.
     """
 
+    detectors: dict[str, float] = dict(DEFAULT_WEIGHTS)
     training_months: int = 12
-    min_training_rows: int = 2000
+    min_training_weeks: int = 8
+    min_training_rows: int = 50_000
     threshold: float = 0.5
     alert_budget: float = 0.01
     retrain_every_months: int = 3
@@ -61,24 +66,17 @@ def _months(context: dg.AssetExecutionContext) -> list[date]:
     return months
 
 
-def _shift_months(month: date, count: int) -> date:
-    index = month.year * 12 + month.month - 1 - count
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def _by_date(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows in (trans_date, trans_id) order, so training and digests do not depend on the database's row order."""
-    return frame.sort_values(["trans_date", "trans_id"], kind="stable").reset_index(drop=True) if len(frame) else frame
-
-
-def _cold_start_frame(connection, config: DetectionConfig) -> pd.DataFrame:
-    first = read_query(connection, f"SELECT min(trans_date) AS first_day FROM {FEATURES_TABLE}")
-    first_day = pd.Timestamp(first["first_day"].iloc[0]).date().replace(day=1)
-    return _by_date(
-        read_window(
-            connection, FEATURES_TABLE, "trans_date", first_day, _shift_months(first_day, -config.training_months)
-        )
+def _monthly_rows(connection) -> tuple[date | None, dict[date, int]]:
+    """The first transaction date of the feature table and its rows per month."""
+    counts = read_query(
+        connection,
+        f"SELECT trans_month, count(*) AS rows, min(trans_date) AS first_day FROM {FEATURES_TABLE} GROUP BY trans_month",
     )
+    if counts.empty:
+        return None, {}
+    first_day = pd.Timestamp(counts["first_day"].min()).date()
+    months = pd.to_datetime(counts["trans_month"]).dt.date
+    return first_day, dict(zip(months, counts["rows"].astype(int), strict=True))
 
 
 @dg.asset(
@@ -94,113 +92,77 @@ def _cold_start_frame(connection, config: DetectionConfig) -> pd.DataFrame:
 def anomaly_models(
     context: dg.AssetExecutionContext, config: DetectionConfig, postgres: PostgresResource
 ) -> dict[str, TrainedModel]:
-    """The anomaly model that scores each month: rules plus Isolation Forest and LOF, calibrated and combined.
+    """The anomaly model that scores each month: rules plus the configured ML detectors, calibrated and combined.
 
-    A model is trained for every `retrain_every_months`-th month on the `training_months` months before it,
-    without rows a rule flagged and without analyst-confirmed anomalies (`anomaly.confirmed_anomalies`), so
-    past incidents do not teach it that they are normal; the months up to the next retrain month reuse it.
-    No month is scored by a model that saw it. Months without enough history (the start of the data) use
-    the first `training_months` months of the data instead (a cold start, stated in the model's metadata).
-    Each distinct model is stored once; per month, the metadata names the model version that scores it.
+    A month is scored by a model trained on the `training_months` months before its retrain month (every
+    `retrain_every_months`-th month), or on everything before it where that window holds too little, without
+    rows a rule flagged and without analyst-confirmed anomalies (`anomaly.confirmed_anomalies`), so past
+    incidents do not teach it that they are normal. No month is scored by a model that saw it, except the
+    data's first month, which has nothing before it: a cold start, trained on that month itself and marked
+    `cold_start` in the metadata. Each distinct model is stored once; per month, the metadata names the model
+    version that scores it.
     """
     months = _months(context)
-    schedule = {month: retrain_month(month, config.retrain_every_months) for month in months}
-    retrain_months = sorted(set(schedule.values()))
     with postgres.connect() as connection:
         confirmed = confirmed_anomalies(connection)
-        history = _by_date(
-            read_window(
-                connection,
-                FEATURES_TABLE,
-                "trans_date",
-                _shift_months(retrain_months[0], config.training_months),
-                retrain_months[-1],
-            )
+        first_day, monthly_rows = _monthly_rows(connection)
+        if first_day is None:
+            raise dg.Failure(f"{FEATURES_TABLE} has no rows: load transactions and build the features first")
+        plan = training_windows(
+            months,
+            first_day,
+            monthly_rows,
+            config.retrain_every_months,
+            config.training_months,
+            config.min_training_weeks,
+            config.min_training_rows,
         )
-        cold_start: pd.DataFrame | None = None
-        fitted: dict[tuple[str, str], TrainedModel] = {}
-        by_retrain_month: dict[date, TrainedModel] = {}
-        fit_seconds = 0.0
-        for retrain in retrain_months:
-            training = (
-                training_frame(history, pd.Timestamp(retrain), config.training_months, confirmed)
-                if len(history)
-                else history
-            )
-            is_cold_start = len(training) < config.min_training_rows
-            if is_cold_start:
-                if cold_start is None:
-                    cold_start = _cold_start_frame(connection, config)
-                training = cold_start.loc[~cold_start["trans_id"].isin(list(confirmed))]
-            window = (
+        windows = sorted(set(plan.values()), key=lambda window: (window.start, window.end))
+        history = by_date(
+            read_window(connection, FEATURES_TABLE, "trans_date", windows[0].start, max(w.end for w in windows))
+        )
+    fitted: dict[TrainingWindow, TrainedModel] = {}
+    fit_seconds = 0.0
+    for window in windows:
+        training = training_frame(history, window, confirmed)
+        started = time.perf_counter()
+        ensemble = EnsembleDetector(
+            detectors=config.detectors,
+            threshold=config.threshold,
+            alert_budget=config.alert_budget,
+            random_state=config.random_state,
+        ).fit(training, confirmed=confirmed)
+        fit_seconds += time.perf_counter() - started
+        fitted[window] = TrainedModel(
+            model=ensemble,
+            metadata={
+                "rows": int(len(training)),
+                "excluded_rule_rows": ensemble.excluded_rule_rows_,
+                "excluded_confirmed_rows": ensemble.excluded_confirmed_rows_,
+                "training_flagged_rate": ensemble.training_flagged_rate_,
+                "cold_start": window.cold_start,
+                "detectors": dict(ensemble.weights),
+            },
+            training_window=(
                 f"{pd.Timestamp(training['trans_date'].min()):%Y-%m-%d}",
                 f"{pd.Timestamp(training['trans_date'].max()):%Y-%m-%d}",
-            )
-            if window not in fitted:
-                started = time.perf_counter()
-                ensemble = EnsembleDetector(
-                    threshold=config.threshold, alert_budget=config.alert_budget, random_state=config.random_state
-                ).fit(training, confirmed=confirmed)
-                fit_seconds += time.perf_counter() - started
-                fitted[window] = TrainedModel(
-                    model=ensemble,
-                    metadata={
-                        "rows": int(len(training)),
-                        "excluded_rule_rows": ensemble.excluded_rule_rows_,
-                        "excluded_confirmed_rows": ensemble.excluded_confirmed_rows_,
-                        "training_flagged_rate": ensemble.training_flagged_rate_,
-                        "cold_start": is_cold_start,
-                        "features": sorted({name for d in ensemble.detectors for name in getattr(d, "features_", [])}),
-                    },
-                    training_window=window,
-                    parameters=ensemble.parameters(),
-                    data_sha256=frame_digest(training),
-                )
-            by_retrain_month[retrain] = fitted[window]
-            context.log.info(
-                f"model for {retrain:%Y-%m}: trained on {window[0]}..{window[1]} ({len(training):,} rows), scores "
-                + ", ".join(f"{month:%Y-%m}" for month in months if schedule[month] == retrain)
-            )
+            ),
+            parameters=ensemble.parameters(),
+            data_sha256=frame_digest(training),
+        )
+        scored_months = ", ".join(f"{month:%Y-%m}" for month in months if plan[month] == window)
+        note = " (cold start: trained on the month it scores, nothing earlier exists)" if window.cold_start else ""
+        context.log.info(f"model trained on {window.label()} ({len(training):,} rows) scores {scored_months}{note}")
+    cold = [f"{month:%Y-%m}" for month in months if plan[month].cold_start]
     context.add_output_metadata(
         {
             "retrain_every_months": config.retrain_every_months,
             "models_fitted": len(fitted),
             "fit_seconds": round(fit_seconds, 1),
+            "cold_start_months": dg.MetadataValue.json(cold),
         }
     )
-    return {month.isoformat(): by_retrain_month[schedule[month]] for month in months}
-
-
-def _rule_hits(scored_table: pd.DataFrame, rule_names: list[str]) -> list[list[str]]:
-    severities = scored_table[rule_names].to_numpy() if rule_names else np.zeros((len(scored_table), 0))
-    return [[rule_names[i] for i in np.flatnonzero(row > 0)] for row in severities]
-
-
-def score_month(ensemble: EnsembleDetector, features: pd.DataFrame, month: date, version: str) -> pd.DataFrame:
-    """The `anomaly.transaction_scores` rows of one month: scores, alert flags and reasons."""
-    frame = features.reset_index(drop=True)
-    scored = ensemble.score_frame(frame)
-    table = scored.table
-    reasons = ensemble.explain(frame, scored=scored, only_flagged=True)
-    reason_by_trans = {int(reason["trans_id"]): json.dumps(reason, default=str) for reason in reasons}
-    rule_names = [rule.name for rule in ensemble.rules.rules]
-    trans_ids = table["trans_id"].astype("int64")
-    return pd.DataFrame(
-        {
-            "trans_id": trans_ids.to_numpy(),
-            "account_id": table["account_id"].astype("int64").to_numpy(),
-            "trans_date": pd.to_datetime(frame["trans_date"]).dt.date.to_numpy(),
-            "month": f"{month:%Y-%m}",
-            "score": table["score"].astype(float).to_numpy(),
-            "is_anomaly": table["flagged"].astype(bool).to_numpy(),
-            "iforest_score": table.get("iforest_score", pd.Series(np.nan, index=table.index)).astype(float).to_numpy(),
-            "lof_score": table.get("lof_score", pd.Series(np.nan, index=table.index)).astype(float).to_numpy(),
-            "rule_hits": _rule_hits(table, rule_names),
-            "reasons": [reason_by_trans.get(int(trans_id)) for trans_id in trans_ids],
-            "model_version": version,
-            "scored_at": datetime.now(UTC),
-        }
-    )
+    return {month.isoformat(): fitted[plan[month]] for month in months}
 
 
 @dg.asset(
@@ -220,55 +182,52 @@ def transaction_scores(
     """Every transaction's anomaly score for the month, with alerts and the reasons behind each alert.
 
     Postgres `anomaly.transaction_scores` (trans_id, account_id, trans_date, month, score, is_anomaly,
-    iforest_score, lof_score, rule_hits, reasons, model_version, scored_at) and the same rows as
-    Parquet under `{output}/transaction_scores/month=YYYY-MM/`. Each month is scored by the model that
-    `detection/anomaly_models` recorded for it, verified against its sha256; `model_version` names that
-    model (months that share a model share the version). Re-scoring a month replaces it.
+    detector_scores, rule_hits, reasons, model_version, scored_at) and the same rows as Parquet under
+    `{output}/transaction_scores/month=YYYY-MM/`. `detector_scores` maps each ML detector's name, `ml` and
+    `rules` to their scores. Each month is scored by the model that `detection/anomaly_models` recorded for
+    it, verified against its sha256; `model_version` names that model (months that share a model share the
+    version). Detectors that read sequences get the accounts' earlier rows. Re-scoring a month replaces it.
     """
     store = output_store.store()
-    rows = flagged = 0
-    thresholds: set[float] = set()
+    migrated = store.migrate(SCORES_TABLE_NAME, SCORES_PARQUET_SCHEMA, upgrade_scores_parquet)
+    if migrated:
+        context.log.info(f"upgraded {len(migrated)} stored months of transaction_scores to the detector_scores map")
+    per_month: dict[str, dict[str, float | int]] = {}
     with postgres.connect() as connection:
         for month in _months(context):
             ensemble = anomaly_models[month.isoformat()]
             recorded = recorded_partition_model(context.instance, MODELS_KEY, month.isoformat())
-            features = _by_date(read_window(connection, FEATURES_TABLE, "trans_date", month, next_month(month)))
-            if features.empty:
-                scores = pd.DataFrame(columns=SCORE_COLUMNS)
-            else:
-                scores = score_month(ensemble, features, month, recorded.get("model_version", "unknown"))
-            replace_month(connection, SCORES_TABLE, f"{month:%Y-%m}", scores)
-            store.write_partition(
-                "transaction_scores", f"{month:%Y-%m}", scores.drop(columns=["month"]), schema=SCORES_PARQUET_SCHEMA
+            features = by_date(read_window(connection, FEATURES_TABLE, "trans_date", month, next_month(month)))
+            history = None
+            if ensemble.lookback_days and not features.empty:
+                start = month - timedelta(days=ensemble.lookback_days)
+                history = by_date(read_window(connection, FEATURES_TABLE, "trans_date", start, month))
+            scores = (
+                score_month(ensemble, features, month, recorded.get("model_version", "unknown"), history)
+                if not features.empty
+                else empty_scores()
             )
-            rows += len(scores)
-            flagged += int(scores["is_anomaly"].sum()) if len(scores) else 0
-            thresholds.add(ensemble.threshold)
+            replace_month(connection, SCORES_TABLE, f"{month:%Y-%m}", postgres_rows(scores))
+            store.write_partition(
+                SCORES_TABLE_NAME, f"{month:%Y-%m}", parquet_rows(scores), schema=SCORES_PARQUET_SCHEMA
+            )
+            flagged = int(scores["is_anomaly"].sum()) if len(scores) else 0
+            per_month[f"{month:%Y-%m}"] = {
+                "rows": len(scores),
+                "flagged": flagged,
+                "flagged_rate": flagged / len(scores) if len(scores) else 0.0,
+            }
+    rows = sum(int(values["rows"]) for values in per_month.values())
+    flagged = sum(int(values["flagged"]) for values in per_month.values())
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
             "flagged": flagged,
             "flagged_rate": flagged / rows if rows else 0.0,
-            "threshold": dg.MetadataValue.json(sorted(thresholds)),
-            "parquet": dg.MetadataValue.url(store.url("transaction_scores")),
+            "per_month": dg.MetadataValue.json(per_month),
+            "parquet": dg.MetadataValue.url(store.url(SCORES_TABLE_NAME)),
         }
     )
-
-
-SCORE_COLUMNS = [
-    "trans_id",
-    "account_id",
-    "trans_date",
-    "month",
-    "score",
-    "is_anomaly",
-    "iforest_score",
-    "lof_score",
-    "rule_hits",
-    "reasons",
-    "model_version",
-    "scored_at",
-]
 
 
 @dg.asset(

@@ -1,16 +1,20 @@
-"""Anomaly detectors for feature-mart rows: rules, Isolation Forest, LOF, calibration and the ensemble.
+"""Everything about detection, in one room: detectors, rules, the ensemble, explanations and score tables.
 
-Plain Python (no Dagster). Every detector shares one interface (`base.Detector`): `fit(frame)`,
-`score(frame)` -> calibrated scores in [0, 1], `raw_score(frame)`, `explain(frame)`. The ensemble
-combines the rules and the ML detectors into one score with alerts; `ads_assets.lib.explain` turns
-flagged rows into reasons.
+Plain Python (no Dagster). Every ML detector implements one contract (`base.Detector`) and is
+registered by name (`registry.DETECTORS`); the ensemble (`ensemble.EnsembleDetector`) combines the
+rules (`rules`) and the named, weighted detectors into one calibrated score with alerts; `explain`
+turns flagged rows into reasons, `wording` writes numbers as analysts read them, `training` says
+which rows train the model of each month, `scoring` scores a month into the rows of
+`anomaly.transaction_scores`, whose definitions live in `tables`.
 """
 
 from .base import Detector, NotFittedError
 from .calibration import TailCalibrator
-from .ensemble import EnsembleDetector, Scored, frame_digest, retrain_month, training_frame
+from .ensemble import DEFAULT_WEIGHTS, EnsembleDetector, Scored
 from .iforest import IsolationForestDetector
 from .lof import LocalOutlierFactorDetector
+from .raw_iforest import RawIsolationForestDetector
+from .registry import DETECTORS, build_detector
 from .rules import (
     AmountBeyondHistory,
     Burst,
@@ -23,26 +27,35 @@ from .rules import (
     RuleResult,
     RuleSet,
 )
+from .tails import FeatureTailsDetector
+from .training import TrainingWindow, frame_digest, retrain_month, training_frame, training_windows
 
 __all__ = [
+    "DEFAULT_WEIGHTS",
+    "DETECTORS",
     "AmountBeyondHistory",
     "Burst",
     "Detector",
     "DuplicatePosting",
     "EnsembleDetector",
+    "FeatureTailsDetector",
     "IsolationForestDetector",
-    "LedgerBreak",
     "LocalOutlierFactorDetector",
+    "RawIsolationForestDetector",
+    "LedgerBreak",
     "NewPayeeLarge",
-    "Overdraft",
     "NotFittedError",
+    "Overdraft",
     "Rule",
     "RuleReport",
     "RuleResult",
     "RuleSet",
     "Scored",
     "TailCalibrator",
+    "TrainingWindow",
+    "build_detector",
     "frame_digest",
     "retrain_month",
     "training_frame",
+    "training_windows",
 ]

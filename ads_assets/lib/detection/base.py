@@ -1,22 +1,27 @@
-"""The detector interface shared by every detector of the library, and small helpers.
+"""The detector contract shared by every machine-learning detector, and small column helpers.
 
-A detector follows the scikit-learn / PyOD shape:
+A detector follows the scikit-learn / PyOD shape and implements four things:
 
-- `fit(frame)` learns from a training frame of `marts.fct_transaction_features` rows and returns the
-  detector; it also fits the detector's calibration against that training reference;
-- `raw_score(frame)` is the uncalibrated anomaly score, higher = more anomalous, on no fixed scale;
-- `score(frame)` is the calibrated score in [0, 1]: the share of the training reference scoring lower
-  (with an extrapolated tail beyond it), so 0.999 means "more anomalous than 99.9 % of training" in
-  every month, whatever the month's own mix;
-- `explain(frame, top)` gives, per row, a JSON-serializable dict of why the detector scored it so.
+- `name`, the key it is registered under (`registry.DETECTORS`) and the key of its score in the
+  per-detector score map of `anomaly.transaction_scores`;
+- `fit(frame) -> self` learns from training rows of `marts.fct_transaction_features` and calibrates
+  itself by calling `self.calibrate(raw)` with the raw scores of training rows it did not learn from;
+- `raw_score(frame, history=None)`: uncalibrated anomaly scores, higher = more anomalous, on no fixed
+  scale. `history` holds the same accounts' rows from before `frame` (at most `lookback_days` days),
+  for detectors that read sequences; detectors with `lookback_days = 0` ignore it;
+- `explain(frame, top=3, history=None)`: per row, a JSON-serializable dict with at least `detector`,
+  `score` and a list under `features` (each with `feature`, `label` and, where it has one, `text`).
 
-Scores are deterministic: every random choice uses the detector's `random_state`.
+The base gives the calibrated views from the detector's own `TailCalibrator`:
+`score(frame)` in [0, 1] (the share of the training reference scoring lower) and `evidence(frame)`
+= -log10(tail probability), unbounded, so the strongest rows keep their order. Scores are
+deterministic: every random choice uses the detector's `random_state`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -31,9 +36,12 @@ class NotFittedError(RuntimeError):
 class Detector(ABC):
     """A fitted-on-training, calibrated anomaly detector over feature-mart rows."""
 
-    name: str = "detector"
+    name: ClassVar[str] = "detector"
+    lookback_days: ClassVar[int] = 0
+    """Days of each account's earlier rows `raw_score` needs as `history` (0: none)."""
 
-    def __init__(self) -> None:
+    def __init__(self, random_state: int = 0) -> None:
+        self.random_state = random_state
         self.calibrator_: TailCalibrator | None = None
 
     @abstractmethod
@@ -41,33 +49,44 @@ class Detector(ABC):
         """Learn from `frame` (training rows only) and calibrate against it; returns self."""
 
     @abstractmethod
-    def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated anomaly scores, one per row, higher = more anomalous."""
-
-    def raw_score_features(self, features: pd.DataFrame) -> np.ndarray:
-        """`raw_score` from an already computed `features.model_features` frame; by default recomputes nothing else."""
-        raise NotImplementedError(f"{type(self).__name__} scores frames only")
+    def raw_score(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+        """Uncalibrated anomaly scores, one per row of `frame`, higher = more anomalous."""
 
     @abstractmethod
-    def explain(self, frame: pd.DataFrame, top: int = 3) -> list[dict[str, Any]]:
-        """Per row, the detector's reasons as a JSON-serializable dict."""
+    def explain(self, frame: pd.DataFrame, top: int = 3, history: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+        """Per row of `frame`, the detector's reasons as a JSON-serializable dict."""
+
+    def calibrate(self, reference_raw: np.ndarray) -> None:
+        """Fit the calibration on raw scores of training rows the detector did not learn from."""
+        self.calibrator_ = TailCalibrator().fit(reference_raw)
 
     @property
     def is_fitted(self) -> bool:
         return self.calibrator_ is not None
 
-    def _check_fitted(self) -> TailCalibrator:
+    def calibrator(self) -> TailCalibrator:
+        """The fitted calibration; `NotFittedError` before `fit`."""
         if self.calibrator_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(frame) first")
         return self.calibrator_
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
+    def score(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
         """Calibrated anomaly scores in [0, 1], comparable across months (see `TailCalibrator`)."""
-        return self._check_fitted().cdf(self.raw_score(frame))
+        calibrator = self.calibrator()
+        return calibrator.cdf(self.raw_score(frame, history))
 
-    def evidence(self, frame: pd.DataFrame) -> np.ndarray:
+    def evidence(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
         """-log10 of each row's tail probability under the training reference (0 = typical, 3 = 1 in 1,000)."""
-        return self._check_fitted().evidence(self.raw_score(frame))
+        calibrator = self.calibrator()
+        return calibrator.evidence(self.raw_score(frame, history))
+
+    def parameters(self) -> dict[str, Any]:
+        """The constructor settings (public, non-fitted attributes), JSON-serializable."""
+        return {
+            key: value
+            for key, value in vars(self).items()
+            if not key.endswith("_") and not key.startswith("_") and isinstance(value, int | float | str | tuple | bool)
+        }
 
 
 def numeric(frame: pd.DataFrame, column: str) -> np.ndarray:

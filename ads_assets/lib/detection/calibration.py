@@ -4,7 +4,8 @@
 exponential model of their upper tail. `cdf(raw)` is then the share of the reference scoring at most
 `raw` (linear between grid points) and, above the reference's (1 - tail) quantile q, the fitted tail
 1 - tail * exp(-(raw - q) / scale), which keeps growing beyond the largest reference score instead of
-saturating at 1. The map is fixed once fitted: the same raw score gets the same calibrated score in
+saturating at 1. The tail is computed in log space and never clipped, so `evidence` has no ceiling and
+keeps the order of the strongest rows: no two raw scores that differ share the maximum evidence. The map is fixed once fitted: the same raw score gets the same calibrated score in
 every month, unlike a min-max of the scored batch, so months are comparable and a quiet month stays
 quiet. `evidence(raw)` = -log10(1 - cdf(raw)) is the same thing on an additive scale (3 = as rare as
 1 row in 1,000 of the reference).
@@ -17,7 +18,8 @@ from typing import Any, Self
 
 import numpy as np
 
-MIN_TAIL_PROBABILITY = 1e-12
+MIN_TAIL_PROBABILITY = 1e-300
+"""The smallest tail probability `tail_probability` returns; `evidence` is computed in log space without it."""
 
 
 @dataclass
@@ -51,25 +53,29 @@ class TailCalibrator:
         self.reference_size_ = len(reference)
         return self
 
-    def tail_probability(self, raw: np.ndarray) -> np.ndarray:
-        """Share of the reference expected to score at least `raw`, in (0, 1]."""
+    def log10_tail_probability(self, raw: np.ndarray) -> np.ndarray:
+        """log10 of the share of the reference expected to score at least `raw`: 0 down to -inf, never clipped."""
         if not self.reference_size_:
             raise RuntimeError("TailCalibrator is not fitted")
-        raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=-np.inf)
+        raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=-np.inf, posinf=np.finfo(np.float64).max)
         below = 1.0 - np.interp(raw, self.values_, self.probabilities_, left=0.0, right=1.0)
         start = max(1.0 - float(np.interp(self.tail_start_, self.values_, self.probabilities_)), 1e-9)
-        with np.errstate(over="ignore", invalid="ignore"):
-            beyond = start * np.exp(-(raw - self.tail_start_) / self.tail_scale_)
-        probability = np.where(raw > self.tail_start_, beyond, below)
-        return np.clip(probability, MIN_TAIL_PROBABILITY, 1.0)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            beyond = np.log10(start) - (raw - self.tail_start_) / (self.tail_scale_ * np.log(10.0))
+            inside = np.log10(np.clip(below, 1.0 / (self.reference_size_ + 1), 1.0))
+        return np.minimum(np.where(raw > self.tail_start_, beyond, inside), 0.0)
+
+    def tail_probability(self, raw: np.ndarray) -> np.ndarray:
+        """Share of the reference expected to score at least `raw`, in (0, 1]."""
+        return np.clip(10.0 ** self.log10_tail_probability(raw), MIN_TAIL_PROBABILITY, 1.0)
 
     def cdf(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated scores in [0, 1], non-decreasing in `raw`."""
         return 1.0 - self.tail_probability(raw)
 
     def evidence(self, raw: np.ndarray) -> np.ndarray:
-        """-log10 of the tail probability: 0 for typical rows, 2 for the reference's top 1 %, and so on."""
-        return -np.log10(self.tail_probability(raw))
+        """-log10 of the tail probability: 0 for typical rows, 2 for the reference's top 1 %, unbounded above."""
+        return -self.log10_tail_probability(raw)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-serializable description (reference size, tail start and scale, a few quantiles)."""

@@ -2,41 +2,39 @@
 
 How the parts combine:
 
-- every ML detector is calibrated against its own training reference; its evidence is
-  e = -log10(tail probability) (0 = typical, 3 = as rare as 1 training row in 1,000). The ensemble
-  averages the detectors' evidence with `weights` and calibrates that average once more against the
-  training reference, giving the ML evidence E;
+- the ML detectors are named with weights (`DEFAULT_WEIGHTS`, or `DetectionConfig.detectors`) and
+  built from `registry.DETECTORS`; each is calibrated against its own training reference, and its
+  evidence is e = -log10(tail probability) (0 = typical, 3 = as rare as 1 training row in 1,000),
+  unbounded above, so the strongest rows keep their order. The ensemble averages the detectors'
+  evidence with the weights and calibrates that average once more against the training reference,
+  giving the ML evidence E;
 - the ML part of the score is M = ml_cap * E / (E + h), h chosen so that a row no rule hits scores
-  exactly `threshold` when it is as rare as `ml_alert_rate` of the training rows; M stays below
-  `ml_cap` (0.8) however extreme the row;
-- the rules' part R is the noisy-OR of their severities;
-- evidence = 1 - (1 - R)(1 - M): a weak rule hit (0.3) needs ML support to reach an alert, a
-  moderate rule (0.6) with strong ML support (0.7) reaches 0.88, and rows no rule hits are ranked
-  by the ML alone;
-- rows a certain rule hit (severity >= CERTAIN = 0.95: a broken ledger, a payment posted twice, an
-  amount exactly 10x a specific usual amount) score CERTAIN + (1 - CERTAIN) * evidence, all others
-  CERTAIN * evidence: what is certain always ranks first, and the ML orders the rest.
+  exactly `threshold` when it is as rare as `ml_alert_rate` of the training rows; M grows with E
+  without a ceiling short of `ml_cap` (0.9, the highest severity of a rule that judges behaviour),
+  so an extreme ML finding ranks with the strong rules;
+- the rules' part R is the noisy-OR of their severities, where a weak hit (severity below
+  `WEAK_RULE`, 0.3) counts only in proportion to the ML support of the row: a weak rule adds
+  certainty to what the ML found, and never orders the top of the ranking on its own;
+- evidence = 1 - (1 - R)(1 - M); rows a certain rule hit (severity >= CERTAIN = 0.95: a broken
+  ledger, a payment posted twice, an amount exactly 10x a specific usual amount) score
+  CERTAIN + (1 - CERTAIN) * evidence, all others CERTAIN * evidence: what is certain ranks first, and
+  the ML orders the rest.
 
 Alerts: a row is flagged when its score reaches `threshold` (default 0.5: a rule of severity 0.5, or
 ML evidence as rare as `ml_alert_rate` of training, or a combination), with at most `alert_budget`
-of each month's rows flagged (the highest scores are kept). `threshold_`, `training_flagged_rate_`
-(the share of the training reference that would be flagged) and, after scoring, `flagged_rate_`
-(the share of the last scored frame flagged) are exposed; `Scored.flagged_rate` is the same for
-one scoring.
+of each month's rows flagged (the highest scores are kept). `training_flagged_rate_` (the share of
+the training reference that would be flagged) and, after scoring, `flagged_rate_` are exposed.
 
-Training convention: the caller passes the training frame (by default the months before the scored
-month, see `training_frame`); `fit` drops rows any rule hits and rows analysts confirmed (a set of
-trans_ids), so the ML learns what normal looks like. With a retrain cadence of N months, a month is
-scored by the model of its `retrain_month` (the latest month at or before it that is a multiple of N
-months from January of year 0), trained on the months before that one: never on the scored month.
+Training convention: the caller passes the training frame (see `training.training_windows`); `fit`
+drops rows any rule hits and rows analysts confirmed (a set of trans_ids), so the ML learns what
+normal looks like. Detectors that read sequences (`lookback_days` > 0) get the scored accounts'
+earlier rows as `history`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -44,10 +42,18 @@ import pandas as pd
 
 from .base import Detector, NotFittedError, numeric
 from .calibration import TailCalibrator
-from .features import model_features, with_frame_context
-from .iforest import IsolationForestDetector
-from .lof import LocalOutlierFactorDetector
-from .rules import CERTAIN, RuleReport, RuleSet
+from .features import with_frame_context
+from .registry import build_detector
+from .rules import CERTAIN, UNCERTAIN_MAX, RuleReport, RuleSet
+
+DEFAULT_WEIGHTS: dict[str, float] = {"iforest": 0.4, "tails": 0.4, "lstm": 0.2}
+"""The ML detectors of the default ensemble and the weight of each one's evidence. LOF and the raw-column
+forest are registered too; measured alone they find little the forest and the tails miss
+(docs/benchmarks.md), so they are not in the default."""
+WEAK_RULE = 0.3
+"""A rule hit below this severity counts only in proportion to the row's ML support."""
+REFERENCE_ROWS = 50_000
+"""Training rows (whole accounts) on which the combined ML evidence is calibrated."""
 
 
 @dataclass
@@ -59,10 +65,22 @@ class Scored:
     each ML detector and <rule> severity columns for each rule."""
     rules: RuleReport
     threshold: float
+    evidence: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each ML detector's evidence per row."""
 
     @property
     def flagged_rate(self) -> float:
         return float(self.table["flagged"].mean()) if len(self.table) else 0.0
+
+    def detector_scores(self) -> list[dict[str, float]]:
+        """Per row, every ML detector's calibrated score, plus the `ml` and `rules` parts, rounded for storage."""
+        names = list(self.evidence)
+        columns = {name: self.table[f"{name}_score"].to_numpy() for name in names}
+        columns["ml"] = self.table["ml_score"].to_numpy()
+        columns["rules"] = self.table["rules_score"].to_numpy()
+        keys = list(columns)
+        matrix = np.round(np.column_stack([columns[key] for key in keys]), 6) if len(self.table) else np.zeros((0, 0))
+        return [dict(zip(keys, row.tolist(), strict=True)) for row in matrix]
 
 
 def combine(rules_score: np.ndarray, ml_score: np.ndarray, strongest_rule: np.ndarray) -> np.ndarray:
@@ -72,42 +90,26 @@ def combine(rules_score: np.ndarray, ml_score: np.ndarray, strongest_rule: np.nd
     return np.where(certain, CERTAIN + (1.0 - CERTAIN) * evidence, CERTAIN * evidence)
 
 
-def training_frame(
-    features: pd.DataFrame,
-    month: str | pd.Timestamp,
-    months: int | None = 12,
-    confirmed: Collection[int] = (),
-) -> pd.DataFrame:
-    """The rows of the `months` calendar months before `month` (all earlier months when None), minus confirmed trans_ids."""
-    start_of_month = pd.Timestamp(month).to_period("M").to_timestamp()
-    row_month = pd.to_datetime(features["trans_month"])
-    keep = row_month < start_of_month
-    if months is not None:
-        keep &= row_month >= start_of_month - pd.DateOffset(months=months)
-    if confirmed:
-        keep &= ~features["trans_id"].isin(list(confirmed))
-    return features.loc[keep.to_numpy()]
+def supported_rules(report: RuleReport, ml_support: np.ndarray) -> np.ndarray:
+    """Noisy-OR of the rule severities, each weak hit (below WEAK_RULE) scaled by the row's ML support in [0, 1]."""
+    if not report.results:
+        return np.zeros(len(ml_support))
+    keep = np.ones(len(ml_support))
+    for result in report.results.values():
+        severity = np.where(result.severity < WEAK_RULE, result.severity * ml_support, result.severity)
+        keep = keep * (1.0 - severity)
+    return 1.0 - keep
 
 
-def retrain_month(month: date, every: int) -> date:
-    """The first day of the month whose model scores `month` when models are retrained every `every` months.
-
-    Retrain months are fixed on the calendar, whatever span a run covers: every month with 1, January, April,
-    July and October with 3, January with 12.
-    """
-    if every < 1:
-        raise ValueError(f"models are retrained every 1 or more months, not {every}")
-    index = month.year * 12 + month.month - 1
-    start = index - index % every
-    return date(start // 12, start % 12 + 1, 1)
-
-
-def frame_digest(frame: pd.DataFrame) -> str:
-    """sha256 of a frame's column names, dtypes and values in row order (the index is ignored)."""
-    digest = hashlib.sha256()
-    digest.update(repr([(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+def account_sample(frame: pd.DataFrame, rows: int, random_state: int) -> pd.DataFrame:
+    """Whole accounts of `frame`, drawn at random until about `rows` rows, in frame order."""
+    if len(frame) <= rows:
+        return frame
+    accounts = frame["account_id"].to_numpy()
+    unique, counts = np.unique(accounts, return_counts=True)
+    order = np.random.default_rng(random_state).permutation(len(unique))
+    chosen = unique[order[: int(np.searchsorted(np.cumsum(counts[order]), rows)) + 1]]
+    return frame.loc[np.isin(accounts, chosen)]
 
 
 class EnsembleDetector:
@@ -117,26 +119,25 @@ class EnsembleDetector:
 
     def __init__(
         self,
-        detectors: list[Detector] | None = None,
+        detectors: Mapping[str, float] | Sequence[Detector] | None = None,
         rules: RuleSet | None = None,
         weights: Mapping[str, float] | None = None,
         ml_alert_rate: float = 0.002,
         threshold: float = 0.5,
-        ml_cap: float = 0.8,
+        ml_cap: float = UNCERTAIN_MAX,
         alert_budget: float = 0.01,
         exclude_severity: float = 0.0,
         random_state: int = 0,
     ) -> None:
-        self.detectors = (
-            detectors
-            if detectors is not None
-            else [
-                IsolationForestDetector(random_state=random_state),
-                LocalOutlierFactorDetector(random_state=random_state),
-            ]
-        )
+        """`detectors`: names and weights from the registry (default DEFAULT_WEIGHTS), or built detectors with `weights`."""
+        if detectors is None or isinstance(detectors, Mapping):
+            named = dict(DEFAULT_WEIGHTS if detectors is None else detectors)
+            self.detectors = [build_detector(name, random_state=random_state) for name in named]
+            self.weights = named
+        else:
+            self.detectors = list(detectors)
+            self.weights = {d.name: (weights or {}).get(d.name, 1.0) for d in self.detectors}
         self.rules = rules if rules is not None else RuleSet()
-        self.weights = dict(weights) if weights is not None else {"iforest": 0.7, "lof": 0.3}
         self.ml_alert_rate = ml_alert_rate
         if not 0 < threshold < CERTAIN * ml_cap <= 1:
             raise ValueError(
@@ -151,8 +152,9 @@ class EnsembleDetector:
         self.flagged_rate_: float | None = None
 
     @property
-    def threshold_(self) -> float:
-        return self.threshold
+    def lookback_days(self) -> int:
+        """Days of earlier rows the detectors need as history when scoring."""
+        return max((detector.lookback_days for detector in self.detectors), default=0)
 
     @property
     def alert_evidence(self) -> float:
@@ -167,7 +169,7 @@ class EnsembleDetector:
     def parameters(self) -> dict[str, Any]:
         """The ensemble's settings, JSON-serializable (for the model registry's manifest)."""
         return {
-            "detectors": {detector.name: _public(detector) for detector in self.detectors},
+            "detectors": {detector.name: detector.parameters() for detector in self.detectors},
             "rules": [rule.name for rule in self.rules.rules],
             "weights": self.weights,
             "ml_alert_rate": self.ml_alert_rate,
@@ -182,7 +184,8 @@ class EnsembleDetector:
         """Fit every ML detector on `frame` minus rule hits and confirmed anomalies, then calibrate."""
         context = with_frame_context(frame)
         report = self.rules.evaluate(context)
-        keep = report.combined() <= self.exclude_severity
+        hit = report.combined() > self.exclude_severity
+        keep = ~hit
         if confirmed:
             keep &= ~context["trans_id"].isin(list(confirmed)).to_numpy()
         clean = context.loc[keep]
@@ -190,36 +193,32 @@ class EnsembleDetector:
             raise ValueError(f"only {len(clean)} training rows left after excluding rule hits and confirmed anomalies")
         for detector in self.detectors:
             detector.fit(clean)
-        rng = np.random.default_rng(self.random_state)
-        reference = clean.iloc[np.sort(rng.permutation(len(clean))[:50_000])]
-        reference_evidence = self._ml_raw(reference)[0]
+        reference = account_sample(clean, REFERENCE_ROWS, self.random_state)
+        reference_evidence = self._ml_evidence(reference, None)[0]
         self.ml_calibrator_ = TailCalibrator().fit(reference_evidence)
         self.training_rows_ = int(len(context))
-        self.excluded_rule_rows_ = int((report.combined() > self.exclude_severity).sum())
+        self.excluded_rule_rows_ = int(hit.sum())
         self.excluded_confirmed_rows_ = int(len(context) - len(clean) - self.excluded_rule_rows_)
         self.training_flagged_rate_ = float(np.mean(CERTAIN * self._ml_part(reference_evidence) >= self.threshold))
         return self
 
-    def _ml_raw(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Weighted mean of the detectors' evidence, and each detector's calibrated score."""
+    def _ml_evidence(
+        self, frame: pd.DataFrame, history: pd.DataFrame | None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Weighted mean of the detectors' evidence, and each detector's calibrated score and evidence."""
         total = np.zeros(len(frame))
         weight_sum = 0.0
         scores: dict[str, np.ndarray] = {}
-        names = sorted({name for detector in self.detectors for name in getattr(detector, "features", ())})
-        features = model_features(frame, tuple(names)) if names else None
+        evidence: dict[str, np.ndarray] = {}
         for detector in self.detectors:
-            try:
-                raw = detector.raw_score_features(features) if features is not None else detector.raw_score(frame)
-            except NotImplementedError:
-                raw = detector.raw_score(frame)
-            calibrator = detector.calibrator_
-            if calibrator is None:
-                raise NotFittedError(f"{detector.name} is not fitted")
+            raw = detector.raw_score(frame, history if detector.lookback_days else None)
+            calibrator = detector.calibrator()
             weight = self.weights.get(detector.name, 1.0)
-            total += weight * calibrator.evidence(raw)
+            evidence[detector.name] = calibrator.evidence(raw)
+            total += weight * evidence[detector.name]
             weight_sum += weight
             scores[detector.name] = calibrator.cdf(raw)
-        return total / max(weight_sum, 1e-12), scores
+        return total / max(weight_sum, 1e-12), scores, evidence
 
     def _ml_part(self, combined_evidence: np.ndarray) -> np.ndarray:
         if self.ml_calibrator_ is None:
@@ -227,13 +226,17 @@ class EnsembleDetector:
         evidence = self.ml_calibrator_.evidence(combined_evidence)
         return self.ml_cap * evidence / (evidence + self.half_evidence)
 
-    def score_frame(self, frame: pd.DataFrame) -> Scored:
-        """Every row's score, each detector's and rule's own score, and the alert flag."""
+    def score_frame(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> Scored:
+        """Every row's score, each detector's and rule's own score, and the alert flag.
+
+        `history`: the scored accounts' rows from before `frame` (at least `lookback_days` days), for
+        the detectors that read sequences; without it they see only `frame`.
+        """
         context = with_frame_context(frame)
         report = self.rules.evaluate(context)
-        combined, detector_scores = self._ml_raw(context)
+        combined, detector_scores, evidence = self._ml_evidence(context, history)
         ml = self._ml_part(combined)
-        rules_score = report.combined()
+        rules_score = supported_rules(report, ml / self.ml_cap)
         score = combine(rules_score, ml, report.strongest())
         table = pd.DataFrame(
             {
@@ -249,7 +252,7 @@ class EnsembleDetector:
         )
         table["flagged"] = self._flag(table)
         self.flagged_rate_ = float(table["flagged"].mean()) if len(table) else 0.0
-        return Scored(table=table, rules=report, threshold=self.threshold)
+        return Scored(table=table, rules=report, threshold=self.threshold, evidence=evidence)
 
     def _flag(self, table: pd.DataFrame) -> np.ndarray:
         """Score at or above the threshold, capped at `alert_budget` of each month's rows (highest first)."""
@@ -268,23 +271,18 @@ class EnsembleDetector:
             flagged[candidates] = True
         return flagged
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
+    def score(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
         """The ensemble score in [0, 1] of every row."""
-        return self.score_frame(frame).table["score"].to_numpy()
+        return self.score_frame(frame, history).table["score"].to_numpy()
 
     def explain(
-        self, frame: pd.DataFrame, scored: Scored | None = None, only_flagged: bool = True
+        self,
+        frame: pd.DataFrame,
+        scored: Scored | None = None,
+        only_flagged: bool = True,
+        history: pd.DataFrame | None = None,
     ) -> list[dict[str, Any]]:
-        """Reasons for the flagged rows (or every row), see `ads_assets.lib.explain.explain_rows`."""
-        from ads_assets.lib.explain import explain_rows
+        """Reasons for the flagged rows (or every row), see `explain.explain_rows`."""
+        from .explain import explain_rows
 
-        return explain_rows(self, frame, scored=scored, only_flagged=only_flagged)
-
-
-def _public(detector: Detector) -> dict[str, Any]:
-    """A detector's constructor settings (its public, non-fitted attributes)."""
-    return {
-        key: value
-        for key, value in vars(detector).items()
-        if not key.endswith("_") and not key.startswith("_") and isinstance(value, int | float | str | tuple | bool)
-    }
+        return explain_rows(self, frame, scored=scored, only_flagged=only_flagged, history=history)

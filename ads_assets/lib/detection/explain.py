@@ -8,12 +8,15 @@ row (or every row), returns:
   strong (severity >= 0.5) or the rules carry most of the score, else the clause of the feature that
   pushed the Isolation Forest hardest;
 - `rules`: every rule that fired, most severe first, with severity and reason;
-- `features`: the Isolation Forest's top features by SHAP value, each with the feature's value and
-  the account's typical value in mart units (crowns, counts, days);
-- `detectors`: each part's own score and its contribution to the ensemble score;
+- `features`: the top features of the ML detector that contributed most (by SHAP value for the
+  Isolation Forest, by distance for LOF, by surprise for the LSTM), each with the feature's value and
+  the account's typical value in mart units (crowns, counts, days) and a plain clause;
+- `detectors`: each part's own score, its contribution to the ensemble score and, for every ML
+  detector, its own explanation (`Detector.explain`);
 - identifiers (trans_id, account_id, trans_date, trans_month), `score` and `flagged`.
 
-SHAP convention: values come from `shap.TreeExplainer` on the fitted IsolationForest, which explains
+Every ML detector explains itself through the detector contract; nothing here knows which detectors
+exist. SHAP convention (the Isolation Forest): values come from `shap.TreeExplainer` on the fitted IsolationForest, which explains
 the trees' expected isolation path length (a long path means normal). They are negated here, so a
 POSITIVE value pushes the row TOWARD ANOMALOUS and a negative value toward normal; the values of a
 row sum (with the explainer's base value) to its negated path length, i.e. they are additive in the
@@ -33,21 +36,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ads_assets.lib.detectors.features import (
-    FEATURES_BY_NAME,
-    describe,
-    iso_date,
-    iso_dates,
-    kind_label,
-    plural,
-    salary,
-    with_frame_context,
-)
-from ads_assets.lib.detectors.iforest import IsolationForestDetector
-from ads_assets.lib.detectors.rules import money, times
+from .features import FEATURES_BY_NAME, with_frame_context
+from .wording import iso_date, iso_dates, kind_label, money, plural, times
 
 if TYPE_CHECKING:
-    from ads_assets.lib.detectors.ensemble import EnsembleDetector, Scored
+    from .ensemble import EnsembleDetector, Scored
 
 TOP_FEATURES = 3
 RULE_SENTENCE = 0.5
@@ -109,6 +102,10 @@ def _clause(feature: str, row: pd.Series, kind: str, value: float, typical: floa
             f"first {kind} of {amount} ({_ratio(value, typical):.1f} district monthly salaries) to a payee this "
             f"account never paid"
         ),
+        "new_payee_vs_usual": lambda: (
+            f"first {kind} of {amount} to a payee this account never paid, {times(ratio)} its usual {kind} "
+            f"({money(typical)})"
+        ),
         "history_spread": lambda: (
             f"{kind} of {amount} against a 90-day history of this kind with median {money(typical)} and largest "
             f"{money(value)}"
@@ -119,6 +116,45 @@ def _clause(feature: str, row: pd.Series, kind: str, value: float, typical: floa
         "days_since_previous": lambda: f"{kind} of {amount} after {value:,.0f} days without any transaction",
         "balance_change": lambda: f"{kind} of {amount} moves the balance from {money(typical)} to {money(value)}",
         "overdraft": lambda: f"{kind} of {amount} leaves the account overdrawn at {money(value)}",
+        "log_amount": lambda: (
+            f"{kind} of {amount}, {times(ratio)} what accounts of this district usually move in a {kind} ({money(typical)})"
+            if ratio >= 1
+            else f"{kind} of {amount}"
+        ),
+        "balance_level": lambda: f"{kind} of {amount} leaves a balance of {money(value)} (before: {money(typical)})",
+        "kind_rarity": lambda: (
+            f"{kind} of {amount}: a kind of transaction the bank rarely sees ({value:.2%} of transactions)"
+        ),
+        "amount_vs_peers": lambda: (
+            f"{kind} of {amount} is {times(ratio)} the usual {kind} at accounts of this district ({money(typical)})"
+        ),
+        "amount_vs_payee_peers": lambda: (
+            f"payment of {amount} is {times(ratio)} what other accounts usually pay this payee ({money(typical)})"
+            if ratio >= 1
+            else f"payment of {amount} is far below what other accounts usually pay this payee ({money(typical)})"
+        ),
+        "payee_reach": lambda: (
+            f"{kind} of {amount} to a payee no other account pays"
+            if not value
+            else f"{kind} of {amount} to a payee {plural(value, 'account')} pay"
+        ),
+        "payee_amount_change": lambda: (
+            f"{kind} of {amount} to a payee this account pays regularly, at a new amount (usually {money(typical)})"
+        ),
+        "month_kind_count_vs_usual": lambda: (
+            f"{plural(value, kind)} by this account this month, against {typical:,.1f} in its usual month"
+        ),
+        "month_kind_amount_vs_usual": lambda: (
+            f"{kind} of {amount}: {money(value)} of {kind}s this month, {times(ratio)} the account's usual "
+            f"month ({money(typical)})"
+        ),
+        "week_kind_count_vs_usual": lambda: (
+            f"{plural(value, kind)} by this account in the 7 days to {date}, against {typical:,.1f} in its usual week"
+        ),
+        "identical_posting": lambda: f"{kind} of {amount} on {date} repeats an identical posting made earlier that day",
+        "ledger_gap": lambda: (
+            f"balance after this {kind} of {amount} is off by {money(value)} from the previous balance plus the amount"
+        ),
         "amount_vs_salary": lambda: (
             f"{kind} of {amount} is {_ratio(value, typical):.1f} average monthly salaries of the owner's district"
         ),
@@ -154,79 +190,67 @@ def _contributions(
     return shares
 
 
+def _with_text(item: dict[str, Any], row: pd.Series, kind: str) -> dict[str, Any]:
+    """A detector's feature entry with a plain clause, when the detector did not write one."""
+    if item.get("text") or item.get("feature") not in FEATURES_BY_NAME:
+        return item
+    value = item.get("value")
+    typical = item.get("typical")
+    number = float(value) if value is not None else float("nan")
+    usual = float(typical) if typical is not None else float("nan")
+    return {**item, "text": _clause(item["feature"], row, kind, number, usual)}
+
+
 def explain_rows(
     ensemble: EnsembleDetector,
     frame: pd.DataFrame,
     scored: Scored | None = None,
     only_flagged: bool = True,
     top: int = TOP_FEATURES,
+    history: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-serializable explanation per flagged row of `frame` (or per row), in frame order."""
     context = with_frame_context(frame.reset_index(drop=True))
     if scored is None:
-        scored = ensemble.score_frame(context)
+        scored = ensemble.score_frame(context, history)
     table = scored.table
     positions = np.flatnonzero(table["flagged"].to_numpy()) if only_flagged else np.arange(len(table))
     if not len(positions):
         return []
     subset = context.iloc[positions]
-    forest = next((d for d in ensemble.detectors if isinstance(d, IsolationForestDetector)), None)
-    shap_values, names = (None, [])
-    if forest is not None:
-        shap_values, matrix = forest.shap_values(subset)
-        names = list(matrix.columns)
-    shown = {name: describe(subset, name) for name in names}
-    kinds = kind_label(subset)
-    ml_names = [detector.name for detector in ensemble.detectors]
-    detector_evidence = {
-        detector.name: detector.calibrator_.evidence(detector.raw_score(subset))
+    others = context.drop(index=context.index[positions])
+    earlier = others if history is None else pd.concat([history, others], ignore_index=True)
+    own = {
+        detector.name: detector.explain(subset, top=top, history=earlier if detector.lookback_days else None)
         for detector in ensemble.detectors
-        if detector.calibrator_ is not None
     }
+    kinds = kind_label(subset)
     dates = iso_dates(subset, "trans_date")
     months = iso_dates(subset, "trans_month")
-    salaries = salary(subset)
     out: list[dict[str, Any]] = []
     for index, position in enumerate(positions):
         row = subset.iloc[index]
-        fired = scored.rules.fired(int(position))
-        features: list[dict[str, Any]] = []
-        if shap_values is not None:
-            for column in np.argsort(-shap_values[index])[:top]:
-                if shap_values[index, column] <= 0:
-                    continue
-                name = names[column]
-                value, typical = shown[name][0][index], shown[name][1][index]
-                if name in ("amount_vs_salary", "new_payee"):
-                    typical = salaries[index]
-                features.append(
-                    {
-                        "feature": name,
-                        "label": FEATURES_BY_NAME[name].label,
-                        "shap": round(float(shap_values[index, column]), 4),
-                        "value": _finite(value),
-                        "typical": _finite(typical),
-                        "text": _clause(name, row, kinds[index], float(value), float(typical)),
-                    }
-                )
         record = table.iloc[int(position)]
-        evidence = {name: float(values[index]) for name, values in detector_evidence.items()}
-        detectors = {
-            "rules": {"score": round(float(record["rules_score"]), 4)},
-            **{
-                name: {"score": round(float(record[f"{name}_score"]), 4), "evidence": round(evidence[name], 3)}
-                for name in ml_names
-            },
-            "ml": {"score": round(float(record["ml_score"]), 4)},
-        }
+        evidence = {name: float(values[int(position)]) for name, values in scored.evidence.items()}
         contributions = _contributions(
             float(record["rules_score"]), float(record["ml_score"]), evidence, ensemble.weights
         )
+        detectors: dict[str, dict[str, Any]] = {"rules": {"score": round(float(record["rules_score"]), 4)}}
+        for name, explained in own.items():
+            detectors[name] = {
+                "score": round(float(record[f"{name}_score"]), 4),
+                "evidence": round(evidence[name], 3),
+                "features": [_with_text(item, row, kinds[index]) for item in explained[index].get("features", [])],
+            }
+        detectors["ml"] = {"score": round(float(record["ml_score"]), 4)}
         for name, share in contributions.items():
             detectors.setdefault(name, {})["contribution"] = share
+        leading = max(own, key=lambda name: contributions.get(name, 0.0), default=None)
+        features = detectors[leading]["features"] if leading else []
+        fired = scored.rules.fired(int(position))
         if fired and (fired[0]["severity"] >= RULE_SENTENCE or contributions["rules"] >= 0.5 or not features):
             sentence = _sentence(fired[0]["reason"])
-        elif features:
+        elif features and features[0].get("text"):
             sentence = _sentence(features[0]["text"])
         else:
             sentence = _sentence(
@@ -244,6 +268,7 @@ def explain_rows(
                 "flagged": bool(record["flagged"]),
                 "sentence": sentence,
                 "rules": fired,
+                "leading_detector": leading,
                 "features": features,
                 "detectors": detectors,
             }

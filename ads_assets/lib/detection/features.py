@@ -1,22 +1,35 @@
-"""Model features: scale-free transforms of `marts.fct_transaction_features` columns.
+"""Model features: scale-free transforms of `marts.fct_transaction_features` columns, plus the raw signals.
 
-The machine-learning detectors never see an amount in crowns; they see how a transaction compares
-with the same account's own past (log ratios to the 90-day median and maximum of the same kind, how
-much that history varies, a z-score with a floored spread, the day's and month's spending against the
-account's usual), how busy the account is (same-day counts of the kind and overall, the 7-day count,
-days since the previous transaction), whom it pays (a first payment to a new payee, sized in district
-monthly salaries; a payment above the largest earlier one) and what it does to the balance (relative
-change, overdraft), plus the amount in district monthly salaries as the one measure of size. Every
-feature is 0 (or its neutral value) when the account has no history to compare with, so a young
-account is not an outlier merely for being young; ratios below a tenth of usual are clipped, since
-small amounts vary for ordinary reasons. No calendar, demographic or identifier column is a feature:
-they describe who the customer is, not what the transaction does, and would make rare customers
-look anomalous.
+What the machine-learning detectors see of a transaction:
 
-Two frame-level quantities are derived here because the mart does not carry them:
-`same_day_kind_count` (transactions of the row's kind by the account that day) and `posting_rank`
-(0 for the first of identical same-day postings by trans_id order, 1 for the second, ...). Both need
-the whole day of the account in the frame; scoring whole months guarantees it.
+- the raw signals a plain model on the raw columns sees: the amount (log), the balance after it
+  (signed log) and how rare its kind is in the bank (`kind_rarity`);
+- how it compares with the same account's own past: log ratios to the 90-day median and largest of
+  the same kind, how much that history varies, a z-score with a floored spread, whether a payment to
+  a known payee changed its amount;
+- how it compares with its peers (`peers.PeerProfile`): the amount against the same kind in the
+  account's district, and against what other accounts pay the same payee, and how many accounts pay
+  that payee at all;
+- behaviour over the day and the month: same-day counts of the kind and overall, the 7-day count, the
+  day's and the month's spending against the account's usual, the month's count and amount of the
+  row's kind against the account's usual month of that kind, and the kind's count in the 7 days to
+  the row against the account's usual week;
+- whom it pays and what it does to the balance: a first payment to a new payee, a payment above the
+  largest earlier one, the relative balance change, overdraft, days since the previous transaction,
+  and the amount in district monthly salaries;
+- whether the ledger holds together: identical postings earlier the same day, and how far the
+  balance after the row is from the previous balance plus the amount.
+
+Every behavioural feature is 0 (or its neutral value) when the account has no history to compare
+with, so a young account is not an outlier merely for being young; ratios below a tenth of usual are
+clipped, since small amounts vary for ordinary reasons. No calendar, demographic or identifier column
+is a feature: they describe who the customer is, not what the transaction does.
+
+Frame-level quantities derived here because the mart does not carry them (`with_frame_context`):
+`same_day_kind_count`, `posting_rank` (0 for the first of identical same-day postings by trans_id, 1
+for the second, ...), `month_kind_count` and `month_kind_amount` (the account's transactions of the
+row's kind in the row's whole month) and `kind_count_7d`. They need the whole day and month of the
+account in the frame; scoring whole months guarantees it.
 
 `describe(frame, feature)` returns the analyst-facing value and the account's typical value behind a
 feature, in the mart's units (crowns, counts, days), for explanations.
@@ -77,6 +90,8 @@ MART_COLUMNS: tuple[str, ...] = (
     "amount_to_max_previous_payment_ratio",
     "is_duplicate_posting",
     "district_average_salary",
+    "account_district_id",
+    "is_repeat_amount_to_counterparty",
     "ledger_gap",
 )
 """The mart columns the detectors and rules read."""
@@ -148,6 +163,9 @@ class ModelFeature:
     """The neutral value used where the feature cannot be computed (no history)."""
 
 
+MIN_PAYEE_PAYERS = 3
+"""Accounts that must pay a payee before its usual amount is a peer reference."""
+
 LOWEST_LOG_RATIO = float(np.log(0.1))
 """Ratios below a tenth of usual are all alike to the models: small amounts vary for ordinary reasons."""
 
@@ -206,6 +224,12 @@ def _new_payee(frame: pd.DataFrame) -> np.ndarray:
     return np.where(new, np.log1p(numeric(frame, "amount") / salary(frame)), 0.0)
 
 
+def _new_payee_vs_usual(frame: pd.DataFrame) -> np.ndarray:
+    new = flag(frame, "is_new_counterparty") & (numeric(frame, "direction") < 0)
+    ratio = _log_ratio(numeric(frame, "amount"), numeric(frame, "kind_amount_median_90d"))
+    return np.where(new, np.clip(np.nan_to_num(ratio, nan=0.0), 0.0, None), 0.0)
+
+
 def _payment_vs_largest(frame: pd.DataFrame) -> np.ndarray:
     return np.clip(np.log(numeric(frame, "amount_to_max_previous_payment_ratio")), 0.0, None)
 
@@ -224,6 +248,79 @@ def _overdraft(frame: pd.DataFrame) -> np.ndarray:
 
 def _amount_vs_salary(frame: pd.DataFrame) -> np.ndarray:
     return np.log1p(numeric(frame, "amount") / salary(frame))
+
+
+def _log_amount(frame: pd.DataFrame) -> np.ndarray:
+    return np.log1p(np.fmax(numeric(frame, "amount"), 0.0))
+
+
+def _balance_level(frame: pd.DataFrame) -> np.ndarray:
+    return _signed_log1p(numeric(frame, "balance_after"))
+
+
+def _kind_rarity(frame: pd.DataFrame) -> np.ndarray:
+    return -np.log(np.fmax(numeric(frame, "kind_share"), 1e-6))
+
+
+def _amount_vs_peers(frame: pd.DataFrame) -> np.ndarray:
+    spread = numeric(frame, "peer_log_amount_spread")
+    return np.clip((_log_amount(frame) - numeric(frame, "peer_log_amount_median")) / spread, -3.0, None)
+
+
+def _amount_vs_payee_peers(frame: pd.DataFrame) -> np.ndarray:
+    known = numeric(frame, "payee_payers") >= MIN_PAYEE_PAYERS
+    difference = _log_amount(frame) - numeric(frame, "payee_log_amount_median")
+    return np.where(known, np.clip(difference, LOWEST_LOG_RATIO, None), 0.0)
+
+
+def _payee_reach(frame: pd.DataFrame) -> np.ndarray:
+    paying = (text(frame, "counterparty_account") != "") & (numeric(frame, "direction") < 0)
+    return np.where(paying, np.log1p(np.nan_to_num(numeric(frame, "payee_payers"), nan=0.0)), -1.0)
+
+
+def _payee_amount_change(frame: pd.DataFrame) -> np.ndarray:
+    recurring = np.nan_to_num(numeric(frame, "counterparty_previous_txn_count"), nan=0.0) >= 2
+    changed = recurring & ~flag(frame, "is_repeat_amount_to_counterparty")
+    return np.where(
+        changed, np.abs(_log_ratio(numeric(frame, "amount"), numeric(frame, "kind_amount_median_90d"))), 0.0
+    )
+
+
+def _identical_posting(frame: pd.DataFrame) -> np.ndarray:
+    return np.log1p(np.fmax(numeric(frame, "posting_rank"), 0.0))
+
+
+def _ledger_gap(frame: pd.DataFrame) -> np.ndarray:
+    return np.log1p(np.abs(np.nan_to_num(numeric(frame, "ledger_gap"), nan=0.0)))
+
+
+def usual_month_kind_count(frame: pd.DataFrame) -> np.ndarray:
+    """Transactions of the row's kind in the account's usual month (a third of its 90-day count)."""
+    return np.nan_to_num(numeric(frame, "kind_txn_count_90d"), nan=0.0) / 3.0
+
+
+def usual_month_kind_amount(frame: pd.DataFrame) -> np.ndarray:
+    """Amount of the row's kind in the account's usual month (90-day mean times a third of its count)."""
+    return usual_month_kind_count(frame) * np.nan_to_num(numeric(frame, "kind_amount_mean_90d"), nan=0.0)
+
+
+def usual_week_kind_count(frame: pd.DataFrame) -> np.ndarray:
+    """Transactions of the row's kind in the account's usual week (its 90-day count over 13 weeks)."""
+    return np.nan_to_num(numeric(frame, "kind_txn_count_90d"), nan=0.0) / 13.0
+
+
+def _month_kind_count(frame: pd.DataFrame) -> np.ndarray:
+    return np.log((numeric(frame, "month_kind_count") + 1.0) / (usual_month_kind_count(frame) + 1.0))
+
+
+def _week_kind_count(frame: pd.DataFrame) -> np.ndarray:
+    return np.log((numeric(frame, "kind_count_7d") + 1.0) / (usual_week_kind_count(frame) + 1.0))
+
+
+def _month_kind_amount(frame: pd.DataFrame) -> np.ndarray:
+    usual = usual_month_kind_amount(frame)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(usual > 0, np.log1p(numeric(frame, "month_kind_amount") / usual), np.nan)
 
 
 MODEL_FEATURES: tuple[ModelFeature, ...] = (
@@ -294,6 +391,13 @@ MODEL_FEATURES: tuple[ModelFeature, ...] = (
         "district_average_salary",
     ),
     ModelFeature(
+        "new_payee_vs_usual",
+        "first payment to a new payee, against the account's usual amount of the kind",
+        _new_payee_vs_usual,
+        "amount",
+        "kind_amount_median_90d",
+    ),
+    ModelFeature(
         "payment_vs_largest",
         "payment above the account's largest earlier payment",
         _payment_vs_largest,
@@ -329,12 +433,94 @@ MODEL_FEATURES: tuple[ModelFeature, ...] = (
         "amount",
         "district_average_salary",
     ),
+    ModelFeature("log_amount", "amount", _log_amount, "amount", "peer_amount_median"),
+    ModelFeature("balance_level", "balance after the transaction", _balance_level, "balance_after", "balance_before"),
+    ModelFeature("kind_rarity", "how rare this kind of transaction is in the bank", _kind_rarity, "kind_share"),
+    ModelFeature(
+        "amount_vs_peers",
+        "amount vs the same kind at accounts of the same district",
+        _amount_vs_peers,
+        "amount",
+        "peer_amount_median",
+    ),
+    ModelFeature(
+        "amount_vs_payee_peers",
+        "amount vs what other accounts pay this payee",
+        _amount_vs_payee_peers,
+        "amount",
+        "payee_amount_median",
+    ),
+    ModelFeature("payee_reach", "how many accounts pay this payee", _payee_reach, "payee_payers", None, -1.0),
+    ModelFeature(
+        "payee_amount_change",
+        "a recurring payee paid a new amount",
+        _payee_amount_change,
+        "amount",
+        "kind_amount_median_90d",
+    ),
+    ModelFeature(
+        "month_kind_count_vs_usual",
+        "transactions of this kind in the month vs the account's usual month",
+        _month_kind_count,
+        "month_kind_count",
+        "usual_month_kind_count",
+    ),
+    ModelFeature(
+        "month_kind_amount_vs_usual",
+        "amount of this kind in the month vs the account's usual month",
+        _month_kind_amount,
+        "month_kind_amount",
+        "usual_month_kind_amount",
+    ),
+    ModelFeature(
+        "week_kind_count_vs_usual",
+        "transactions of this kind in the 7 days to this one vs the account's usual week",
+        _week_kind_count,
+        "kind_count_7d",
+        "usual_week_kind_count",
+    ),
+    ModelFeature(
+        "identical_posting",
+        "identical postings (amount, type, counterparty) earlier the same day",
+        _identical_posting,
+        "posting_rank",
+    ),
+    ModelFeature(
+        "ledger_gap",
+        "how far the balance after the transaction is from the previous balance plus the amount",
+        _ledger_gap,
+        "ledger_gap",
+    ),
 )
 FEATURES_BY_NAME: dict[str, ModelFeature] = {feature.name: feature for feature in MODEL_FEATURES}
 
 
+def kind_activity(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: transactions and amount of its kind by its account in its whole month, and in the 7 days to its day.
+
+    Counted over the frame, so a scored month (a whole month) gives whole-month totals; the 7-day count
+    of the month's first days misses the previous month's last days.
+    """
+    if not len(frame):
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    days = pd.to_datetime(frame["trans_date"])
+    account = pd.factorize(numeric(frame, "account_id"))[0].astype(np.int64)
+    kind = pd.factorize(text(frame, "transaction_kind"))[0].astype(np.int64)
+    month = (days.dt.year * 12 + days.dt.month).to_numpy(dtype=np.int64)
+    group = account * (kind.max() + 1) + kind
+    month_key = pd.factorize(group * 100_000 + month)[0]
+    amount = np.nan_to_num(numeric(frame, "amount"), nan=0.0)
+    month_count = np.bincount(month_key)[month_key].astype(np.float64)
+    month_amount = np.bincount(month_key, weights=amount)[month_key]
+    day = (days - pd.Timestamp("1900-01-01")).dt.days.to_numpy(dtype=np.int64)
+    key = group * 1_000_000 + day
+    ordered = np.sort(key)
+    week_count = np.searchsorted(ordered, key, side="right") - np.searchsorted(ordered, key - 6, side="left")
+    return month_count, month_amount, week_count.astype(np.float64)
+
+
 def with_frame_context(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with the derived `same_day_kind_count`, `kind_daily_rate_90d` and `posting_rank` columns."""
+    """The frame with the derived same-day, posting-rank and month-to-date columns (existing ones are kept)."""
     out = frame.copy(deep=False)
     if "same_day_kind_count" not in out.columns:
         out["same_day_kind_count"] = same_day_kind_count(frame)
@@ -342,6 +528,11 @@ def with_frame_context(frame: pd.DataFrame) -> pd.DataFrame:
         out["posting_rank"] = posting_rank(frame)
     if "kind_daily_rate_90d" not in out.columns:
         out["kind_daily_rate_90d"] = np.round(np.nan_to_num(numeric(frame, "kind_txn_count_90d"), nan=0.0) / 90.0, 3)
+    if "month_kind_count" not in out.columns:
+        out["month_kind_count"], out["month_kind_amount"], out["kind_count_7d"] = kind_activity(frame)
+        out["usual_month_kind_count"] = np.round(usual_month_kind_count(frame), 2)
+        out["usual_month_kind_amount"] = np.round(usual_month_kind_amount(frame), 2)
+        out["usual_week_kind_count"] = np.round(usual_week_kind_count(frame), 2)
     return out
 
 
@@ -362,49 +553,3 @@ def describe(frame: pd.DataFrame, feature: str) -> tuple[np.ndarray, np.ndarray]
     value = numeric(frame, spec.value)
     typical = numeric(frame, spec.typical) if spec.typical else np.full(len(frame), np.nan)
     return value, typical
-
-
-KIND_NAMES: dict[str, str] = {
-    "cash_credit": "cash deposit",
-    "collection_from_other_bank": "incoming transfer",
-    "remittance_to_other_bank": "transfer to another bank",
-    "interest_credited": "interest credit",
-    "old_age_pension": "pension credit",
-    "statement_fee": "statement fee",
-    "sanction_interest": "sanction interest charge",
-    "other_credit": "credit",
-    "other_debit": "debit",
-}
-
-
-def kind_label(frame: pd.DataFrame) -> np.ndarray:
-    """A readable name of each row's transaction kind ('cash withdrawal', 'household payment')."""
-    codes, uniques = pd.factorize(text(frame, "transaction_kind"))
-    names = np.asarray(
-        [KIND_NAMES.get(kind, kind.replace("_", " ")) if kind else "transaction" for kind in uniques], dtype=object
-    )
-    return names[codes] if len(names) else np.full(len(frame), "transaction", dtype=object)
-
-
-def plural(count: float, noun: str) -> str:
-    """'1 cash withdrawal', '3 cash withdrawals' (nouns ending in s are left alone)."""
-    number = int(count) if np.isfinite(count) else 0
-    return f"{number:,} {noun}" if number == 1 or noun.endswith("s") else f"{number:,} {noun}s"
-
-
-def iso_date(value: object) -> str:
-    """A date or timestamp as YYYY-MM-DD ('' for missing)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
-        return ""
-    try:
-        return pd.Timestamp(value).date().isoformat()
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def iso_dates(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A date column as YYYY-MM-DD strings."""
-    if column not in frame.columns:
-        return np.full(len(frame), "", dtype=object)
-    codes, uniques = pd.factorize(frame[column], use_na_sentinel=False)
-    return np.asarray([iso_date(value) for value in uniques], dtype=object)[codes]

@@ -19,7 +19,9 @@ ranks them above everything else; rules that judge behaviour stay at or below UN
   discretionary, standing orders repeat): 10x a standing payment that never changed scores high,
   10x the largest of a cash history that already spans 1..8x does not. Reduced for a thin history
   (two earlier transactions; none with a single one, which is too often an account's small opening
-  deposit) and for immaterial amounts (in district monthly salaries). An amount that is exactly the
+  deposit) and for immaterial amounts, judged against the account's own usual amount of the kind and
+  against district monthly salaries: five times a customer's usual payment is material however small
+  it is next to salaries. An amount that is exactly the
   usual, specific (non-round) amount times 10 or 100, or exactly a tenth of it, is certain: a typing
   error, an extra or missing zero. Only where amounts repeat, though (standing orders, pensions,
   salaries, fees, or an account whose history of the kind is one amount): a cash withdrawal or an
@@ -56,7 +58,8 @@ import numpy as np
 import pandas as pd
 
 from .base import flag, numeric, text
-from .features import SPENDING_KINDS, iso_dates, kind_label, plural, salary, with_frame_context
+from .features import SPENDING_KINDS, salary, with_frame_context
+from .wording import iso_dates, kind_label, money, plural, times
 
 CERTAIN = 0.95
 """A rule severity at or above this is certain: the ensemble ranks such rows above every other row."""
@@ -90,18 +93,6 @@ DISCRETIONARY_SPREAD = 0.3
 """Kinds whose KIND_SPREAD reaches this have discretionary amounts (cash, card, interest, other)."""
 REPEATED_SPREAD = 0.02
 """log10(largest / median) up to which a history of two or more amounts repeats one amount (within 5 %)."""
-
-
-def money(value: float) -> str:
-    """An amount as an analyst reads it: 52,000 or 1,234.50."""
-    if value is None or not np.isfinite(value):
-        return "unknown"
-    return f"{value:,.0f}" if abs(value - round(value)) < 0.005 else f"{value:,.2f}"
-
-
-def times(value: float) -> str:
-    """A ratio as '14 times' / '2.5 times'."""
-    return f"{value:,.0f} times" if value >= 9.95 else f"{value:.1f} times"
 
 
 @dataclass
@@ -224,8 +215,7 @@ class AmountBeyondHistory(Rule):
         tolerance = 0.15 + 0.5 * np.fmax(spread, prior)
         high = (above / tolerance - self.start) / self.width
         confidence = np.select([count >= 3, count >= 2], [1.0, 0.75], 0.0)
-        excess = np.where(above > 0, amount - largest, median - amount) / salary(frame)
-        materiality = np.clip(0.6 + np.abs(excess), 0.6, 1.0)
+        materiality = self.materiality(amount, median, largest, above, salary(frame))
         severity = np.clip(high, 0, 1) * confidence * UNCERTAIN_MAX * materiality
         repeats = (prior < DISCRETIONARY_SPREAD) | ((count >= 2) & (spread <= REPEATED_SPREAD))
         shifted = np.where(repeats, self._power_of_ten(safe_amount, safe_median, count), 0)
@@ -256,6 +246,20 @@ class AmountBeyondHistory(Rule):
             )
 
         return self._result(frame, severity, reason)
+
+    @staticmethod
+    def materiality(
+        amount: np.ndarray, median: np.ndarray, largest: np.ndarray, above: np.ndarray, salaries: np.ndarray
+    ) -> np.ndarray:
+        """0.6..1: how much the departure matters, against the account's own usual amount and the district's salary.
+
+        A departure of the account's own usual amount counts like one of a district monthly salary, so five
+        times a customer's usual payment is material even where it is small next to salaries.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = np.abs(np.where(above > 0, amount - largest, median - amount))
+            relative = np.where(median > 0, excess / median, 0.0)
+        return np.clip(0.6 + np.fmax(excess / salaries, 0.5 * relative), 0.6, 1.0)
 
     @staticmethod
     def _power_of_ten(amount: np.ndarray, usual: np.ndarray, count: np.ndarray) -> np.ndarray:

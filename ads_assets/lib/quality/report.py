@@ -24,6 +24,8 @@ from ads_assets.lib.quality.suites import SuiteSpec, feature_suite_spec, raw_sui
 from ads_assets.lib.storage import LocalLocation, OutputStore
 
 QUALITY_FOLDER = "quality"
+HISTORY_RUNS = 10
+"""The Data Docs keep the validation results of this many runs (the newest), each under its run's name."""
 
 
 @dataclass
@@ -74,10 +76,11 @@ def publish_data_docs(
 
 
 def publish_quality_report(target: PostgresTarget, run_id: str, store: OutputStore) -> QualityReport:
-    """Publish Data Docs of the run's validations (or the latest ones) to `{output}/quality/` and summarize."""
+    """Publish Data Docs of the run's validations (or the latest ones) and of the runs before it to
+    `{output}/quality/`, and summarize the run's checks."""
     with connect(target, autocommit=True) as connection:
         ensure_quality_schema(connection)
-        validations = validations_for_report(connection, run_id)
+        validations = validations_for_report(connection, run_id, history=HISTORY_RUNS)
         records = check_results_for_run(connection, run_id)
     suites = [*raw_suite_specs().values(), feature_suite_spec()]
     url, index, files = publish_data_docs(store, suites, validations)

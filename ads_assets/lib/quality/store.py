@@ -121,18 +121,27 @@ class StoredValidation:
     evaluated_at: datetime
 
 
-def validations_for_report(connection: psycopg.Connection, run_id: str) -> list[StoredValidation]:
-    """The run's validation results; without any, the latest result of every suite and batch."""
-    query = (
-        f"SELECT run_id, suite, batch, success, result, evaluated_at FROM {VALIDATION_RESULTS_TABLE} "
-        "WHERE run_id = %s ORDER BY suite, batch"
+def validations_for_report(connection: psycopg.Connection, run_id: str, history: int = 1) -> list[StoredValidation]:
+    """The run's validation results and those of the `history` - 1 runs before it, newest run first.
+
+    Without any for the run, the latest result of every suite and batch and those of the runs before.
+    """
+    columns = "run_id, suite, batch, success, result, evaluated_at"
+    earlier = (
+        f"SELECT run_id FROM {VALIDATION_RESULTS_TABLE} WHERE run_id <> %(run)s GROUP BY run_id "
+        "ORDER BY max(evaluated_at) DESC LIMIT %(earlier)s"
     )
-    rows = connection.execute(query, (run_id,)).fetchall()
-    if not rows:
-        rows = connection.execute(
-            f"SELECT DISTINCT ON (suite, batch) run_id, suite, batch, success, result, evaluated_at "
+    rows = connection.execute(
+        f"SELECT {columns} FROM {VALIDATION_RESULTS_TABLE} WHERE run_id = %(run)s OR run_id IN ({earlier}) "
+        "ORDER BY evaluated_at DESC, suite, batch",
+        {"run": run_id, "earlier": max(history - 1, 0)},
+    ).fetchall()
+    if not any(row[0] == run_id for row in rows):
+        latest = connection.execute(
+            f"SELECT DISTINCT ON (suite, batch) {columns} "
             f"FROM {VALIDATION_RESULTS_TABLE} ORDER BY suite, batch, evaluated_at DESC"
         ).fetchall()
+        rows = list({(row[0], row[1], row[2]): row for row in [*latest, *rows]}.values())
     return [StoredValidation(*row) for row in rows]
 
 

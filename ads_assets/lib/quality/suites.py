@@ -18,9 +18,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ads_assets.bundled import expectations_dir
 from ads_assets.lib.berka.schema import RELATIONS
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parents[3] / "expectations"
+EXPECTATIONS_DIR = expectations_dir()
 FEATURE_SUITE = "marts.fct_transaction_features"
 
 
