@@ -44,13 +44,15 @@ class DetectionConfig(dg.Config):
     saw nothing of them either. Where that window holds less than `min_training_weeks` weeks and fewer
     than `min_training_rows` rows (the data starts shortly before it), the month gets a model trained on
     everything before it. The data's first month has nothing before it: a cold start, scored by a model
-    trained on that month itself, which the metadata and the run summary say.
+    trained on that month itself (and the next ones while it holds fewer than `min_cold_start_rows`
+    rows), which the metadata and the run summary say.
     """
 
     detectors: dict[str, float] = dict(DEFAULT_WEIGHTS)
     training_months: int = 12
     min_training_weeks: int = 8
     min_training_rows: int = 50_000
+    min_cold_start_rows: int = 2_000
     threshold: float = 0.5
     alert_budget: float = 0.01
     retrain_every_months: int = 3
@@ -116,6 +118,7 @@ def anomaly_models(
             config.training_months,
             config.min_training_weeks,
             config.min_training_rows,
+            config.min_cold_start_rows,
         )
         windows = sorted(set(plan.values()), key=lambda window: (window.start, window.end))
         history = by_date(

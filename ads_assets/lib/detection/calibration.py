@@ -28,6 +28,8 @@ class TailCalibrator:
 
     grid_size: int = 2001
     tail: float = 0.01
+    trim: float = 0.0
+    """Share of the largest reference values left out before fitting, as possible contamination."""
     values_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     probabilities_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tail_start_: float = 0.0
@@ -40,6 +42,8 @@ class TailCalibrator:
         reference = np.sort(reference[np.isfinite(reference)])
         if not len(reference):
             raise ValueError("cannot calibrate on an empty reference")
+        if self.trim > 0:
+            reference = reference[: max(1, int(np.ceil(len(reference) * (1.0 - self.trim))))]
         probabilities = np.linspace(0.0, 1.0, self.grid_size)
         quantiles = np.quantile(reference, probabilities)
         right = np.searchsorted(reference, quantiles, side="right") / len(reference)
@@ -82,6 +86,7 @@ class TailCalibrator:
         return {
             "reference_size": self.reference_size_,
             "tail": self.tail,
+            "trim": self.trim,
             "tail_start": self.tail_start_,
             "tail_scale": self.tail_scale_,
             "quantiles": {

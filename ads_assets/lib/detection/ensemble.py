@@ -33,7 +33,9 @@ earlier rows as `history`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -210,8 +212,14 @@ class EnsembleDetector:
         weight_sum = 0.0
         scores: dict[str, np.ndarray] = {}
         evidence: dict[str, np.ndarray] = {}
-        for detector in self.detectors:
-            raw = detector.raw_score(frame, history if detector.lookback_days else None)
+        with ThreadPoolExecutor(max(1, min(len(self.detectors), os.cpu_count() or 1))) as pool:
+            raws = list(
+                pool.map(
+                    lambda detector: detector.raw_score(frame, history if detector.lookback_days else None),
+                    self.detectors,
+                )
+            )
+        for detector, raw in zip(self.detectors, raws, strict=True):
             calibrator = detector.calibrator()
             weight = self.weights.get(detector.name, 1.0)
             evidence[detector.name] = calibrator.evidence(raw)

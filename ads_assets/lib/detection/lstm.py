@@ -3,22 +3,30 @@
 Each account's rows, ordered by (trans_date, trans_id), form a sequence. Every step is described by
 its signed log amount (direction * log1p(amount)), its transaction kind (an embedding over the kinds
 seen in training; unseen or missing kinds share the 'other' entry), log1p of the days since the
-previous step, the day of the month and the weekday (cyclic), the balance (signed log) and its
-relative change, and whether the step had a counterparty and whether that counterparty was new.
+previous step and its rank among the account's steps that day, the day of the month and the weekday
+(cyclic), the balance (signed log) and its relative change, and whether the step had a counterparty
+and whether that counterparty was new.
 
 At step t the LSTM has read steps < t (the first step of a sequence reads a learned start input) and
-predicts step t in four factors: the kind (softmax), then, given the actual kind, the signed log
-amount and log1p of the days since the previous step (Gaussians with predicted mean and
-log-variance) and, for steps with a counterparty, whether it is new (Bernoulli). A row's raw score is
-the surprise of what actually happened, the sum of the four negative log-likelihoods; `explain` shows
-the parts, each beside what the model expected (the most likely kind, the expected amount and gap).
+predicts step t in four factors: the kind (softmax over the LSTM state); given the actual kind,
+whether its counterparty is new (Bernoulli, for steps with a counterparty); and given the kind and
+the counterparty, the signed log amount and log1p of the days since the previous step (Gaussians with
+predicted mean and log-variance). Beside the LSTM state and the kind's embedding, the heads read the
+recurrence of the kind in the sequence so far (the last amount of the kind, the one before, the days
+since, the gap its last interval predicts), and the amount and timing heads the same for the kind and
+counterparty: an LSTM state of a few dozen numbers does not keep a standing order's exact amount or
+day, and the amount is predicted as a change from the last one. A row's raw score is the surprise of
+what actually happened, the sum of the four negative log-likelihoods; `explain` shows the parts, each
+beside what the model expected (the most likely kind, the expected amount and gap, the chance of a
+new payee).
 
 `fit` trains on fixed-length windows of the training accounts' sequences (at most `max_windows`,
 drawn deterministically) with Adam and calibrates on the rows of a share of accounts held out from
 training, scored over their whole sequences. `raw_score` reads each account's `history` rows (up to
 `lookback_days` before the frame) before the frame's rows, so a month's first transactions are
 predicted from the account's recent past; accounts are batched by sequence length and run without
-gradients in float32 on the CPU.
+gradients in float32 on the CPU. Torch runs on one thread by default (`threads`): the per-step
+matrices are small, and on two cores shared with other work two threads were several times slower.
 """
 
 from __future__ import annotations
@@ -46,6 +54,15 @@ PART_LABELS: dict[str, str] = {
     "payee": "new or known payee",
 }
 OTHER_KIND = "other"
+EXPECTED: tuple[str, ...] = (
+    "likely_kind",
+    "likely_probability",
+    "actual_probability",
+    "amount_mean",
+    "gap_mean",
+    "payee_probability",
+)
+"""What `_predict` reports beside the surprises, per row."""
 INPUTS: tuple[str, ...] = (
     "signed_log_amount",
     "log_gap",
@@ -62,9 +79,9 @@ INPUTS: tuple[str, ...] = (
 )
 """The numeric inputs of a step (standardised with the training means and spreads)."""
 
-CONTEXT = 8
+CONTEXT = 12
 """Context values the amount and timing heads read (see `Steps.context`)."""
-KIND_CONTEXT = 3
+KIND_CONTEXT = 6
 """The first context values, about the kind only, which the payee head reads."""
 MIN_AMOUNT_STD = 0.02
 """Smallest predicted spread of the signed log amount (about 2 %): repeated amounts stay finite."""
@@ -96,9 +113,8 @@ class Steps:
     new_payee: np.ndarray
     has_payee: np.ndarray
     context: np.ndarray
-    """Per step, from the account's earlier steps: whether one of the same kind exists, its signed log
-    amount and log1p of the days from it to the step before this one; the same three for the latest
-    step of the same kind and counterparty; whether there is one before that and its amount."""
+    """Per step, `_recurrence` of the account's steps of the same kind, then of the same kind and
+    counterparty (the amount and timing heads read both, the payee head the first only)."""
 
     def __len__(self) -> int:
         return len(self.order)
@@ -187,26 +203,13 @@ def sequences(frame: pd.DataFrame, history: pd.DataFrame | None, vocabulary: tup
     payee = np.where(values["has_payee"], pd.factorize(values["payee"])[0] + 1, 0)
     same_kind = previous_in_group(account, kind)
     same_payee = previous_in_group(account, kind * (int(payee.max(initial=0)) + 1) + payee)
-    before_that = np.where(same_payee >= 0, same_payee[np.maximum(same_payee, 0)], -1)
-    step_before = np.maximum(np.arange(count) - 1, 0)
-    since = np.where(same_kind >= 0, day[step_before] - day[np.maximum(same_kind, 0)], 0)
-    since_payee = np.where(same_payee >= 0, day[step_before] - day[np.maximum(same_payee, 0)], 0)
+    context = np.column_stack([*_recurrence(same_kind, day, amount), *_recurrence(same_payee, day, amount)]).astype(
+        np.float32
+    )
     new_day = boundary.copy()
     new_day[1:] |= day[1:] != day[:-1]
     day_starts = np.flatnonzero(new_day)
     same_day_rank = np.arange(count) - np.repeat(day_starts, np.diff(np.append(day_starts, count)))
-    context = np.column_stack(
-        [
-            same_kind >= 0,
-            np.where(same_kind >= 0, amount[np.maximum(same_kind, 0)], 0.0),
-            np.log1p(np.fmax(since, 0)),
-            same_payee >= 0,
-            np.where(same_payee >= 0, amount[np.maximum(same_payee, 0)], 0.0),
-            np.log1p(np.fmax(since_payee, 0)),
-            before_that >= 0,
-            np.where(before_that >= 0, amount[np.maximum(before_that, 0)], 0.0),
-        ]
-    ).astype(np.float32)
     inputs = np.column_stack(
         [
             amount,
@@ -236,6 +239,31 @@ def sequences(frame: pd.DataFrame, history: pd.DataFrame | None, vocabulary: tup
         has_payee=values["has_payee"],
         context=context,
     )
+
+
+def _recurrence(previous: np.ndarray, day: np.ndarray, amount: np.ndarray) -> list[np.ndarray]:
+    """Context from each step's previous step of its group (`previous`, -1: none) and the one before that.
+
+    Whether there is a previous one, its signed log amount, log1p of the days from it to the step
+    before this one, whether there is one before that, that one's signed log amount, and the gap to
+    the step the group's last interval predicts (its day plus that interval, minus the step before's
+    day), signed log1p.
+    """
+    seen = previous >= 0
+    last = np.maximum(previous, 0)
+    before = np.where(seen, previous[last], -1)
+    twice = before >= 0
+    step_before = np.maximum(np.arange(len(day)) - 1, 0)
+    since = np.where(seen, day[step_before] - day[last], 0)
+    due = np.where(twice, 2 * day[last] - day[np.maximum(before, 0)] - day[step_before], 0)
+    return [
+        seen,
+        np.where(seen, amount[last], 0.0),
+        np.log1p(np.fmax(since, 0)),
+        twice,
+        np.where(twice, amount[np.maximum(before, 0)], 0.0),
+        _signed_log1p(due.astype(np.float64)),
+    ]
 
 
 def previous_in_group(account: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -298,7 +326,7 @@ def gather(steps: Steps, starts: np.ndarray, lengths: np.ndarray, mean: np.ndarr
 
 
 class SequenceModel(nn.Module):
-    """LSTM over step inputs; a kind head, and amount / gap / payee heads given the actual kind."""
+    """LSTM over step inputs; a kind head, a payee head given the kind, amount and gap heads given both."""
 
     def __init__(self, kinds: int, inputs: int, hidden: int, embedding: int, targets: np.ndarray) -> None:
         super().__init__()
@@ -321,19 +349,34 @@ class SequenceModel(nn.Module):
         start = self.start.expand(step.shape[0], 1, step.shape[-1])
         hidden, _ = self.lstm(torch.cat([start, step[:, 1:]], dim=1))
         amount_mean, amount_scale, gap_mean, gap_scale = self.targets
-        seen, last_amount, since, seen_payee, payee_amount, since_payee, seen_before, before_amount = (
-            batch.context.unbind(-1)
-        )
+        (
+            seen,
+            last_amount,
+            since,
+            twice,
+            before_amount,
+            due,
+            seen_payee,
+            payee_amount,
+            since_payee,
+            twice_payee,
+            before_payee_amount,
+            due_payee,
+        ) = batch.context.unbind(-1)
         context = torch.stack(
             [
                 seen,
                 seen * (last_amount - amount_mean) / amount_scale,
                 since,
+                twice,
+                twice * (before_amount - last_amount),
+                due,
                 seen_payee,
                 seen_payee * (payee_amount - last_amount),
                 since_payee,
-                seen_before,
-                seen_before * (before_amount - payee_amount),
+                twice_payee,
+                twice_payee * (before_payee_amount - payee_amount),
+                due_payee,
             ],
             dim=-1,
         )
@@ -391,10 +434,10 @@ class LstmDetector(Detector):
         random_state: int = 0,
         hidden: int = 32,
         embedding: int = 8,
-        epochs: int = 6,
+        epochs: int = 16,
         window: int = 64,
-        batch_size: int = 256,
-        learning_rate: float = 5e-3,
+        batch_size: int = 128,
+        learning_rate: float = 1e-2,
         max_windows: int = 16_384,
         holdout_share: float = 0.1,
         calibration_rows: int = 200_000,
@@ -418,6 +461,7 @@ class LstmDetector(Detector):
         self.input_scale_: np.ndarray | None = None
         self.targets_: np.ndarray | None = None
         self.state_dict_: dict[str, torch.Tensor] | None = None
+        self.part_medians_: np.ndarray | None = None
         self._network: SequenceModel | None = None
 
     def _build(self) -> SequenceModel:
@@ -576,12 +620,15 @@ class LstmDetector(Detector):
 
         Each part is compared with its median surprise on the calibration rows (a typical amount is
         predicted to within a few per cent, a typical kind less surely), so `part` names the factor
-        furthest above its usual level; `surprise` is the part's negative log-likelihood itself.
+        furthest above its usual level; `surprise` is the part's negative log-likelihood itself. To
+        explain some rows of a scored frame, pass the frame's other rows with the history: the model
+        reads every earlier row of the account.
         """
         self.network()
         if not len(frame):
             return []
         assert self.vocabulary_ is not None
+        assert self.part_medians_ is not None
         predicted = self._predict(frame, history)
         parts, applies = predicted["parts"], predicted["applies"]
         scores = self.calibrator().cdf(parts.sum(axis=1))
@@ -624,17 +671,6 @@ class LstmDetector(Detector):
         return state
 
 
-EXPECTED: tuple[str, ...] = (
-    "likely_kind",
-    "likely_probability",
-    "actual_probability",
-    "amount_mean",
-    "gap_mean",
-    "payee_probability",
-)
-"""What `_predict` reports beside the surprises, per row."""
-
-
 def _readable(kind: str) -> str:
     if kind == OTHER_KIND:
         return "other transaction"
@@ -665,7 +701,7 @@ def _reason(
         value = round(float(amount[row]), 2) if np.isfinite(amount[row]) else None
         sentence = (
             f"{kind} of {money(amount[row])} was unexpected for this account's sequence: "
-            f"its history predicted about {money(typical)}"
+            f"its history predicted about {money(round(typical) if typical >= 10 else typical)}"
         )
         return value, typical, sentence
     if part == "kind":

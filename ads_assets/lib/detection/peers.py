@@ -102,18 +102,20 @@ class PeerProfile:
         codes, uniques = pd.factorize(kinds)
         shares = np.asarray([self.kind_share_.get(kind, 0.0) for kind in uniques] + [0.0], dtype=np.float64)
         out["kind_share"] = shares[codes]
-        keys = pd.MultiIndex.from_arrays([kinds, _district(frame)])
-        district_level = self.peer_stats_.reindex(keys)
-        kind_level = self.kind_stats_.reindex(kinds)
+        pairs, pair_uniques = pd.factorize(pd.MultiIndex.from_arrays([kinds, _district(frame)]))
+        district_level = self.peer_stats_.reindex(pair_uniques)
+        kind_level = self.kind_stats_.reindex(pair_uniques.get_level_values(0))
         for column, source in (("peer_log_amount_median", "median"), ("peer_log_amount_spread", "spread")):
-            out[column] = np.where(
+            chosen = np.where(
                 district_level[source].notna().to_numpy(),
                 district_level[source].to_numpy(dtype=np.float64, na_value=np.nan),
                 kind_level[source].to_numpy(dtype=np.float64, na_value=np.nan),
             )
-        payees = self.payee_stats_.reindex(_payee(frame))
-        out["payee_payers"] = payees["payers"].to_numpy(dtype=np.float64, na_value=0.0)
-        out["payee_log_amount_median"] = payees["log_amount"].to_numpy(dtype=np.float64, na_value=np.nan)
+            out[column] = chosen[pairs]
+        payee_codes, payee_uniques = pd.factorize(_payee(frame))
+        payees = self.payee_stats_.reindex(payee_uniques)
+        out["payee_payers"] = payees["payers"].to_numpy(dtype=np.float64, na_value=0.0)[payee_codes]
+        out["payee_log_amount_median"] = payees["log_amount"].to_numpy(dtype=np.float64, na_value=np.nan)[payee_codes]
         out["peer_amount_median"] = np.round(np.expm1(out["peer_log_amount_median"].to_numpy()), 2)
         out["payee_amount_median"] = np.round(np.expm1(out["payee_log_amount_median"].to_numpy()), 2)
         return out

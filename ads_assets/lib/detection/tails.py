@@ -10,8 +10,10 @@ Features are taken as independent, which is what makes it fast, explainable feat
 robust to data it was not tuned on; the Isolation Forest beside it in the ensemble sees their
 interactions.
 
-The per-feature tails are fitted on a sample of the training rows (`fit_rows`) and the summed score
-is calibrated on others.
+The per-feature tails are fitted on a sample of the training rows (`fit_rows`) without each
+feature's largest `trim` share (0.2 %), so a few anomalies in the training rows (a kind no rule
+excluded) do not teach the detector that a broken ledger is merely uncommon; beyond that the tail is
+extrapolated. The summed score is calibrated on other training rows.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ class FeatureTailsDetector(FeatureDetector):
         features: tuple[str, ...] = DEFAULT_FEATURES,
         fit_rows: int = 100_000,
         calibration_rows: int = 100_000,
+        trim: float = 0.002,
     ) -> None:
         super().__init__(features, random_state=random_state)
+        self.trim = trim
         self.fit_rows = fit_rows
         self.calibration_rows = calibration_rows
         self.tails_: dict[str, TailCalibrator] = {}
@@ -61,7 +65,9 @@ class FeatureTailsDetector(FeatureDetector):
         calibration_part = np.sort(rest[: self.calibration_rows]) if len(rest) >= 1_000 else np.arange(len(values))
         self.medians_ = np.median(values[fit_part], axis=0)
         distances = np.abs(values[fit_part] - self.medians_)
-        self.tails_ = {name: TailCalibrator().fit(distances[:, i]) for i, name in enumerate(self.features)}
+        self.tails_ = {
+            name: TailCalibrator(trim=self.trim).fit(distances[:, i]) for i, name in enumerate(self.features)
+        }
         self.calibrate(self.per_feature(values[calibration_part]).sum(axis=1))
         self.features_ = list(self.features)
         return self

@@ -8,8 +8,9 @@ month), the month gets a model of its own, trained on everything before it, whic
 data there is. Either way no month is scored by a model that saw it or anything later.
 
 The one exception is a month with no earlier data at all: the first month of the data. It is a cold
-start, scored transductively by a model trained on that month itself; `TrainingWindow.cold_start`
-says so and the assets report it.
+start, scored transductively by a model trained on that month itself (and the months after it, up
+to `training_months`, where the first month holds fewer than `min_cold_start_rows` rows);
+`TrainingWindow.cold_start` says so and the assets report it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def training_windows(
     training_months: int = 12,
     min_weeks: int = 8,
     min_rows: int = 50_000,
+    min_cold_start_rows: int = 2_000,
 ) -> dict[date, TrainingWindow]:
     """The training window of the model that scores each month (first days of months) of `months`.
 
@@ -71,7 +73,10 @@ def training_windows(
     for month in months:
         month = month.replace(day=1)
         if first_day >= month:
-            plan[month] = TrainingWindow(month, shift_months(month, 1), cold_start=True)
+            end = shift_months(month, 1)
+            while end < shift_months(month, training_months) and _rows(monthly_rows, month, end) < min_cold_start_rows:
+                end = shift_months(end, 1)
+            plan[month] = TrainingWindow(month, end, cold_start=True)
             continue
         retrain = retrain_month(month, every)
         window = TrainingWindow(shift_months(retrain, -training_months), retrain)
@@ -85,8 +90,11 @@ def _holds_enough(
     window: TrainingWindow, first_day: date, monthly_rows: Mapping[date, int], min_weeks: int, min_rows: int
 ) -> bool:
     days = (window.end - max(window.start, first_day)).days
-    rows = sum(count for month, count in monthly_rows.items() if window.start <= month < window.end)
-    return days >= 7 * min_weeks or rows >= min_rows
+    return days >= 7 * min_weeks or _rows(monthly_rows, window.start, window.end) >= min_rows
+
+
+def _rows(monthly_rows: Mapping[date, int], start: date, end: date) -> int:
+    return sum(count for month, count in monthly_rows.items() if start <= month < end)
 
 
 def training_frame(features: pd.DataFrame, window: TrainingWindow, confirmed: Collection[int] = ()) -> pd.DataFrame:
