@@ -278,10 +278,15 @@ def previous_in_group(account: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Batch:
-    """Padded windows of steps: position t of a window holds step t's targets and step t-1's inputs."""
+    """Windows of steps: padded inputs (cell t holds step t-1's inputs) and the targets of the valid cells.
+
+    The targets, `context` and `rows` are flat over the valid cells in row-major order (window by
+    window), the order of `hidden[valid]`.
+    """
 
     kind_in: torch.Tensor
     inputs: torch.Tensor
+    valid: torch.Tensor
     kind: torch.Tensor
     amount: torch.Tensor
     gap: torch.Tensor
@@ -289,9 +294,8 @@ class Batch:
     payee: torch.Tensor
     payee_mask: torch.Tensor
     context: torch.Tensor
-    valid: torch.Tensor
     rows: np.ndarray
-    """For each valid cell in row-major order, the sorted row it predicts."""
+    """The sorted row each valid cell predicts."""
 
 
 def gather(steps: Steps, starts: np.ndarray, lengths: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> Batch:
@@ -302,25 +306,26 @@ def gather(steps: Steps, starts: np.ndarray, lengths: np.ndarray, mean: np.ndarr
     position = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     rows = np.repeat(starts, lengths) + position
     previous = np.where(position > 0, rows - 1, rows)
-    shape = (len(starts), width)
 
     def padded(values: np.ndarray, dtype: Any) -> torch.Tensor:
-        out = np.zeros(shape + values.shape[1:], dtype=dtype)
+        out = np.zeros((len(starts), width, *values.shape[1:]), dtype=dtype)
         out[window, position] = values
         return torch.from_numpy(out)
 
-    standardised = (steps.inputs[previous] - mean) / scale
+    def flat(values: np.ndarray, dtype: Any) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(values[rows], dtype=dtype))
+
     return Batch(
         kind_in=padded(steps.kind[previous], np.int64),
-        inputs=padded(standardised.astype(np.float32), np.float32),
-        kind=padded(steps.kind[rows], np.int64),
-        amount=padded(steps.amount[rows], np.float32),
-        gap=padded(steps.gap[rows], np.float32),
-        gap_mask=padded(steps.has_gap[rows], np.float32),
-        payee=padded(steps.new_payee[rows], np.float32),
-        payee_mask=padded(steps.has_payee[rows], np.float32),
-        context=padded(steps.context[rows], np.float32),
+        inputs=padded(((steps.inputs[previous] - mean) / scale).astype(np.float32), np.float32),
         valid=padded(np.ones(total, dtype=bool), bool),
+        kind=flat(steps.kind, np.int64),
+        amount=flat(steps.amount, np.float32),
+        gap=flat(steps.gap, np.float32),
+        gap_mask=flat(steps.has_gap, np.float32),
+        payee=flat(steps.new_payee, np.float32),
+        payee_mask=flat(steps.has_payee, np.float32),
+        context=flat(steps.context, np.float32),
         rows=rows,
     )
 
@@ -344,10 +349,10 @@ class SequenceModel(nn.Module):
         """amount mean and spread, gap mean and spread: the scales the heads predict in."""
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Per cell: kind logits, amount and gap means and log-variances, payee logit."""
+        """Per valid cell: kind logits, amount and gap means and log-variances, payee logit."""
         step = torch.cat([self.embedding(batch.kind_in), batch.inputs], dim=-1)
         start = self.start.expand(step.shape[0], 1, step.shape[-1])
-        hidden, _ = self.lstm(torch.cat([start, step[:, 1:]], dim=1))
+        hidden = self.lstm(torch.cat([start, step[:, 1:]], dim=1))[0][batch.valid]
         amount_mean, amount_scale, gap_mean, gap_scale = self.targets
         (
             seen,
@@ -411,7 +416,7 @@ def _gaussian_nll(value: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor)
 
 
 def surprise(outputs: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
-    """The four negative log-likelihoods per cell, stacked in `PARTS` order (0 where a part is absent)."""
+    """The four negative log-likelihoods per valid cell, in `PARTS` order (0 where a part is absent)."""
     logits = outputs["kind_logits"]
     kind = torch.logsumexp(logits, dim=-1) - logits.gather(-1, batch.kind.unsqueeze(-1)).squeeze(-1)
     amount = _gaussian_nll(batch.amount, outputs["amount_mean"], outputs["amount_logvar"])
@@ -556,7 +561,7 @@ class LstmDetector(Detector):
                 chosen = order[first : first + self.batch_size]
                 batch = gather(steps, starts[chosen], lengths[chosen], self.input_mean_, self.input_scale_)
                 parts = surprise(network(batch), batch)
-                loss = (parts.sum(dim=-1) * batch.valid).sum() / batch.valid.sum()
+                loss = parts.sum(dim=-1).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(network.parameters(), 1.0)
@@ -579,7 +584,7 @@ class LstmDetector(Detector):
                 first += len(chosen)
                 batch = gather(steps, steps.starts[chosen], steps.lengths[chosen], self.input_mean_, self.input_scale_)
                 outputs = network(batch)
-                parts[batch.rows] = surprise(outputs, batch)[batch.valid].numpy()
+                parts[batch.rows] = surprise(outputs, batch).numpy()
                 probabilities = torch.softmax(outputs["kind_logits"], dim=-1)
                 likely_probability, likely = probabilities.max(dim=-1)
                 columns = [
@@ -590,7 +595,7 @@ class LstmDetector(Detector):
                     outputs["gap_mean"],
                     torch.sigmoid(outputs["payee_logit"]),
                 ]
-                expected[batch.rows] = torch.stack(columns, dim=-1)[batch.valid].numpy()
+                expected[batch.rows] = torch.stack(columns, dim=-1).numpy()
         scored = np.flatnonzero(steps.scored)
         back = np.empty(len(frame), dtype=np.int64)
         back[steps.order[scored] - (len(steps) - len(frame))] = scored
