@@ -30,6 +30,8 @@ class TailCalibrator:
     tail: float = 0.01
     trim: float = 0.0
     """Share of the largest reference values left out before fitting, as possible contamination."""
+    min_scale: float = 0.0
+    """The smallest tail scale, in raw units: a reference whose top is one repeated value gets this slope."""
     values_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     probabilities_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tail_start_: float = 0.0
@@ -53,7 +55,9 @@ class TailCalibrator:
         self.tail_start_ = float(np.quantile(reference, 1.0 - self.tail))
         excess = reference[reference > self.tail_start_] - self.tail_start_
         spread = float(np.std(reference)) or 1.0
-        self.tail_scale_ = float(excess.mean()) if len(excess) and excess.mean() > 0 else 0.1 * spread
+        self.tail_scale_ = max(
+            float(excess.mean()) if len(excess) and excess.mean() > 0 else 0.1 * spread, self.min_scale
+        )
         self.reference_size_ = len(reference)
         return self
 
@@ -87,6 +91,7 @@ class TailCalibrator:
             "reference_size": self.reference_size_,
             "tail": self.tail,
             "trim": self.trim,
+            "min_scale": self.min_scale,
             "tail_start": self.tail_start_,
             "tail_scale": self.tail_scale_,
             "quantiles": {

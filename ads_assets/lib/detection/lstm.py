@@ -439,7 +439,7 @@ class LstmDetector(Detector):
         random_state: int = 0,
         hidden: int = 32,
         embedding: int = 8,
-        epochs: int = 16,
+        epochs: int = 8,
         window: int = 64,
         batch_size: int = 128,
         learning_rate: float = 1e-2,

@@ -8,7 +8,8 @@ times the account's usual, a fourth identical posting) gets that feature's full 
 Isolation Forest over thirty features dilutes, and a row a little unusual in many features adds up.
 Features are taken as independent, which is what makes it fast, explainable feature by feature and
 robust to data it was not tuned on; the Isolation Forest beside it in the ensemble sees their
-interactions.
+interactions. Each feature's tail slope has a floor (`MIN_SCALE`), so a feature whose training values
+are nearly all one value (a ledger gap of 0.10 rounding) does not turn 0.20 into a certainty.
 
 The per-feature tails are fitted on a sample of the training rows (`fit_rows`) without each
 feature's largest `trim` share (0.2 %), so a few anomalies in the training rows (a kind no rule
@@ -30,6 +31,9 @@ from .iforest import finite
 from .pipelines import FeatureDetector
 
 DEFAULT_FEATURES: tuple[str, ...] = tuple(feature.name for feature in MODEL_FEATURES)
+MIN_SCALE = 0.1
+"""Model features are logs and log ratios: beyond its training tail, a feature gains at most one decade of
+evidence per 0.23 (a tenth, times ln 10) of its units, however narrow that tail was."""
 
 
 class FeatureTailsDetector(FeatureDetector):
@@ -66,7 +70,8 @@ class FeatureTailsDetector(FeatureDetector):
         self.medians_ = np.median(values[fit_part], axis=0)
         distances = np.abs(values[fit_part] - self.medians_)
         self.tails_ = {
-            name: TailCalibrator(trim=self.trim).fit(distances[:, i]) for i, name in enumerate(self.features)
+            name: TailCalibrator(trim=self.trim, min_scale=MIN_SCALE).fit(distances[:, i])
+            for i, name in enumerate(self.features)
         }
         self.calibrate(self.per_feature(values[calibration_part]).sum(axis=1))
         self.features_ = list(self.features)
