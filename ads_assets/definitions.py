@@ -5,11 +5,11 @@ import dagster as dg
 from ads_assets.defs.dbt.assets import dbt_models, dbt_partitioned_models
 from ads_assets.defs.dbt.resource import dbt_resource
 from ads_assets.defs.detection.assets import anomaly_models, missing_payments, transaction_scores
+from ads_assets.defs.detection.io_manager import model_io_manager
 from ads_assets.defs.ingest.assets import raw_assets
-from ads_assets.defs.io_managers import model_io_manager, output_store_resource
 from ads_assets.defs.jobs import ads_full_job
 from ads_assets.defs.quality import feature_quality_checks, quality_assets, quality_checks
-from ads_assets.defs.resources import postgres_resource, source_resource
+from ads_assets.defs.resources import output_store_resource, postgres_resource, source_resource
 from ads_assets.settings import Settings
 
 settings = Settings.from_env()

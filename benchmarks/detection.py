@@ -76,6 +76,9 @@ TARGETS = {
     "peak_gib": 4.0,
 }
 DETECTION = DetectionConfig()
+RETAIL_ACCOUNTS = 800
+RETAIL_START = "1997-01"
+"""The retail shape's default size: its customers post about seven times the Berka rows each."""
 RAW_NUMERIC = ["amount", "balance_after"]
 RAW_CATEGORICAL = ["transaction_type", "operation", "category"]
 RULES_FOR_KIND: dict[str, tuple[str, ...]] = {
@@ -311,8 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     global DETECTION
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=["berka", "retail"], default="berka")
-    parser.add_argument("--accounts", type=int, default=GeneratorConfig.accounts)
-    parser.add_argument("--start", default=GeneratorConfig.start, help="first generated month, YYYY-MM")
+    parser.add_argument(
+        "--accounts", type=int, help=f"default {GeneratorConfig.accounts}, or {RETAIL_ACCOUNTS} for the retail shape"
+    )
+    parser.add_argument(
+        "--start", help=f"first generated month, YYYY-MM (default {GeneratorConfig.start}, retail {RETAIL_START})"
+    )
     parser.add_argument("--end", default=GeneratorConfig.end, help="last generated month, YYYY-MM")
     parser.add_argument("--seed", type=int, default=20261126, help="generator seed (never used for tuning)")
     parser.add_argument("--anomaly-rate", type=float, default=0.005)
@@ -324,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-leave-one-out", action="store_true", help="skip the refits of leave-one-kind-out")
     parser.add_argument("--keep", type=Path, help="work in (and keep) this folder instead of a temporary one")
     args = parser.parse_args(argv)
+    retail = args.shape == "retail"
+    args.accounts = args.accounts or (RETAIL_ACCOUNTS if retail else GeneratorConfig.accounts)
+    args.start = args.start or (RETAIL_START if retail else GeneratorConfig.start)
     if args.detectors:
         weights = {name: float(weight) for name, weight in (item.split("=") for item in args.detectors.split(","))}
         DETECTION = DetectionConfig(detectors=weights)

@@ -17,8 +17,8 @@ import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ads_assets.defs.detection.assets import MODELS_KEY, anomaly_models, transaction_scores
-from ads_assets.defs.io_managers import ModelIOManager, OutputStoreResource, recorded_partition_model
-from ads_assets.defs.resources import PostgresResource
+from ads_assets.defs.detection.io_manager import ModelIOManager, recorded_partition_model
+from ads_assets.defs.resources import OutputStoreResource, PostgresResource
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.storage import OutputStore

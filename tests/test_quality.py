@@ -352,10 +352,9 @@ def quality_definitions(tmp_path: Path) -> Callable:
     import dagster as dg
 
     from ads_assets.defs.ingest.assets import raw_asset_key, raw_assets
-    from ads_assets.defs.io_managers import OutputStoreResource
     from ads_assets.defs.partitions import monthly_partitions
     from ads_assets.defs.quality import quality_assets, quality_checks
-    from ads_assets.defs.resources import BerkaSourceResource, PostgresResource
+    from ads_assets.defs.resources import BerkaSourceResource, OutputStoreResource, PostgresResource
 
     @dg.asset(
         key=["scores", "stand_in"],

@@ -16,14 +16,13 @@ from cryptography.fernet import Fernet
 from dagster_aws.s3 import S3Resource
 from sklearn.ensemble import IsolationForest
 
-from ads_assets.defs.io_managers import (
+from ads_assets.defs.detection.io_manager import (
     ModelIOManager,
-    OutputStoreResource,
     TrainedModel,
     model_io_manager,
-    output_store_resource,
     recorded_partition_model,
 )
+from ads_assets.defs.resources import OutputStoreResource, output_store_resource
 from ads_assets.lib.registry import (
     ModelIntegrityError,
     ModelNotFoundError,

@@ -1,4 +1,4 @@
-"""Resources: the ADS Postgres database (embedded or external) and the Berka source."""
+"""Resources: the ADS Postgres database (embedded or external), the Berka source and the published outputs."""
 
 import os
 from collections.abc import Iterator
@@ -10,6 +10,7 @@ import psycopg
 
 from ads_assets.lib.berka.formats import SourceFile, detect_source
 from ads_assets.lib.db import PostgresTarget, connect, resolve_target
+from ads_assets.lib.storage import OutputStore
 from ads_assets.settings import Settings
 
 
@@ -53,3 +54,16 @@ def source_resource(settings: Settings) -> BerkaSourceResource:
     if os.environ.get("ADS_SOURCE"):
         return BerkaSourceResource(location=dg.EnvVar("ADS_SOURCE"))
     return BerkaSourceResource(location=str(settings.generated_data))
+
+
+class OutputStoreResource(dg.ConfigurableResource):
+    """Published outputs below `root` (a folder or `s3://bucket/prefix`): monthly Parquet tables, static files."""
+
+    root: str
+
+    def store(self) -> OutputStore:
+        return OutputStore(self.root)
+
+
+def output_store_resource(settings: Settings) -> OutputStoreResource:
+    return OutputStoreResource(root=settings.output)

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
-from ads_assets.defs.io_managers import OutputStoreResource, TrainedModel, recorded_partition_model
+from ads_assets.defs.detection.io_manager import TrainedModel, recorded_partition_model
 from ads_assets.defs.partitions import monthly_partitions, next_month
-from ads_assets.defs.resources import PostgresResource
+from ads_assets.defs.resources import OutputStoreResource, PostgresResource
 from ads_assets.lib.detection.ensemble import DEFAULT_WEIGHTS, EnsembleDetector
 from ads_assets.lib.detection.scoring import by_date, empty_scores, parquet_rows, postgres_rows, score_month
 from ads_assets.lib.detection.tables import SCORES_PARQUET_SCHEMA, SCORES_TABLE_NAME, upgrade_scores_parquet

@@ -13,9 +13,8 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ads_assets.defs.ingest.assets import raw_asset_key
-from ads_assets.defs.io_managers import OutputStoreResource
 from ads_assets.defs.quality.report import data_docs_metadata
-from ads_assets.defs.resources import PostgresResource
+from ads_assets.defs.resources import OutputStoreResource, PostgresResource
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.quality.evaluate import (
     CHECK_DESCRIPTIONS,

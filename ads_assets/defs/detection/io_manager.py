@@ -1,4 +1,4 @@
-"""IO manager for trained models (the model registry, local or S3) and the resource for published outputs."""
+"""The IO manager of trained models: the model registry, local or on S3, verified on every load."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from ads_assets.lib.registry import ModelRecord, ModelRegistry, model_version
-from ads_assets.lib.storage import OutputStore, is_s3, s3_endpoint_url, s3_region
+from ads_assets.lib.storage import is_s3, s3_endpoint_url, s3_region
 from ads_assets.settings import Settings
 
 MODELS_FOLDER = "models"
@@ -157,15 +157,6 @@ class ModelIOManager(dg.ConfigurableIOManager):
         return loaded
 
 
-class OutputStoreResource(dg.ConfigurableResource):
-    """Published outputs below `root` (a folder or `s3://bucket/prefix`): monthly Parquet tables, static files."""
-
-    root: str
-
-    def store(self) -> OutputStore:
-        return OutputStore(self.root)
-
-
 def model_io_manager(settings: Settings) -> ModelIOManager:
     """Models in `$ADS_HOME/models`, or in `{ADS_OUTPUT}/models` when the outputs go to S3."""
     if is_s3(settings.output):
@@ -174,10 +165,6 @@ def model_io_manager(settings: Settings) -> ModelIOManager:
             s3=S3Resource(region_name=s3_region(), endpoint_url=s3_endpoint_url()),
         )
     return ModelIOManager(root=str(settings.models))
-
-
-def output_store_resource(settings: Settings) -> OutputStoreResource:
-    return OutputStoreResource(root=settings.output)
 
 
 def _model_name(context: dg.OutputContext) -> str:
