@@ -193,8 +193,8 @@ class EnsembleDetector:
         clean = context.loc[keep]
         if len(clean) < 100:
             raise ValueError(f"only {len(clean)} training rows left after excluding rule hits and confirmed anomalies")
-        for detector in self.detectors:
-            detector.fit(clean)
+        with ThreadPoolExecutor(self._workers()) as pool:
+            list(pool.map(lambda detector: detector.fit(clean), self.detectors))
         reference = account_sample(clean, REFERENCE_ROWS, self.random_state)
         reference_evidence = self._ml_evidence(reference, None)[0]
         self.ml_calibrator_ = TailCalibrator().fit(reference_evidence)
@@ -204,6 +204,10 @@ class EnsembleDetector:
         self.training_flagged_rate_ = float(np.mean(CERTAIN * self._ml_part(reference_evidence) >= self.threshold))
         return self
 
+    def _workers(self) -> int:
+        """Threads for fitting and scoring the detectors side by side: one per detector, at most one per core."""
+        return max(1, min(len(self.detectors), os.cpu_count() or 1))
+
     def _ml_evidence(
         self, frame: pd.DataFrame, history: pd.DataFrame | None
     ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -212,7 +216,7 @@ class EnsembleDetector:
         weight_sum = 0.0
         scores: dict[str, np.ndarray] = {}
         evidence: dict[str, np.ndarray] = {}
-        with ThreadPoolExecutor(max(1, min(len(self.detectors), os.cpu_count() or 1))) as pool:
+        with ThreadPoolExecutor(self._workers()) as pool:
             raws = list(
                 pool.map(
                     lambda detector: detector.raw_score(frame, history if detector.lookback_days else None),
