@@ -1,33 +1,217 @@
-"""The `ads` command: run the pipeline, generate Berka data, open the Dagster UI."""
+"""The `ads` command: run the pipeline, generate Berka data, open the Dagster UI, query the database."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import traceback
 from pathlib import Path
+from typing import Any
 
-from ads_assets.lib.berka.formats import SourceError
+from ads_assets.settings import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_ANOMALY_RATE,
+    DEFAULT_MONTHS,
+    DEFAULT_OUTPUT,
+    ENVIRONMENT_VARIABLES,
+    SettingsError,
+)
+
+DAGSTER_UI_URL = "http://127.0.0.1:3000"
+SOURCE_KINDS = {"asc": "PKDD'99 .asc files", "fin": "fin_*.tsv files", "database": "database tables"}
+DEFAULT_RETRAIN_EVERY = 3
+EXAMPLE_QUERY = (
+    "SELECT trans_id, month, round(score::numeric, 3) AS score FROM anomaly.transaction_scores "
+    "WHERE is_anomaly ORDER BY score DESC LIMIT 10"
+)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("ads")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# --- ads run -----------------------------------------------------------------------------------------
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ads_assets.environment import fix_partition_span, prepare_environment
-    from ads_assets.lib.berka.formats import detect_source
-    from ads_assets.lib.ingest import month_span
+    from ads_assets.console import Reporter, capture_output, new_log_path
+    from ads_assets.environment import apply_options
+    from ads_assets.lib.berka.formats import SourceError
+    from ads_assets.settings import check_months
+
+    settings = apply_options(args.source, args.output)
+    window = check_months(args.months, "--months") if args.months else None
+    if args.retrain_every is not None and args.retrain_every < 1:
+        raise SettingsError(f"--retrain-every must be 1 or more months, not {args.retrain_every}")
+    log_path = new_log_path(settings.logs)
+    with capture_output(log_path, verbose=args.verbose) as terminal:
+        reporter = Reporter(terminal.out, live=False if args.verbose else None)  # bars and logs do not mix
+        try:
+            summary = _run_captured(args, settings, window, reporter, terminal)
+        except (SettingsError, SourceError, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            import logging
+
+            logging.getLogger("ads").error("ads run failed", exc_info=True)
+            error.add_note(f"log: {log_path}")
+            raise
+        finally:
+            reporter.close()
+        reporter.line()
+        for line in summary.render().splitlines():
+            reporter.line(line)
+    return 0 if summary.success else 1
+
+
+def _run_captured(args: argparse.Namespace, settings: Any, window: Any, reporter: Any, terminal: Any) -> Any:
+    from ads_assets.console import seconds
+    from ads_assets.environment import (
+        check_output,
+        check_source,
+        default_dataset,
+        default_dataset_ready,
+        ensure_default_dataset,
+        source_months,
+        start_postgres,
+        stop_embedded_postgres,
+    )
+    from ads_assets.lib.storage import is_s3
+
+    with reporter.stage("check settings", description="checking settings", show=False) as stage:
+        check_output(settings.output)
+        postgres, started = start_postgres(settings) if settings.database_url else (None, False)
+        where = "s3 bucket reachable" if is_s3(settings.output) else "output folder writable"
+        stage.detail = f"{'external Postgres reachable, ' if postgres else ''}{where}"
+
+    def source_check(location: str, known: tuple[str, str] | None) -> tuple[str, str]:
+        with reporter.stage("check source", description="checking the source's files and headers", show=False) as stage:
+            sources = check_source(location)
+            months = source_months(sources, known)
+            kind = SOURCE_KINDS.get(next(iter(sources.values())).format.value, "source")
+            stage.detail = f"{kind}, transactions {months[0]}..{months[1]}"
+            if window and not (months[0] <= window[0] and window[1] <= months[1]):
+                raise SettingsError(
+                    f"--months {window[0]}:{window[1]} is outside the source's months {months[0]}:{months[1]}"
+                )
+        return months
+
+    location = settings.source
+    if location:
+        months = source_check(location, None)
+    if postgres is None:
+        with reporter.stage("start Postgres", description="starting the embedded Postgres", show=False) as stage:
+            postgres, started = start_postgres(settings)
+            stage.detail = f"embedded Postgres {'started' if started else 'already running'} in {settings.pgdata}"
+    if not location:
+        dataset = default_dataset()
+        if not default_dataset_ready(settings.generated_data):
+            announce = (
+                f"generating the default data set ({dataset.accounts:,} accounts, {dataset.start}..{dataset.end})"
+            )
+            with reporter.stage("generate data", description=announce, announce=announce + " …") as stage:
+                ensure_default_dataset(settings.generated_data, dataset)
+                stage.detail = f"into {settings.generated_data}"
+        location = str(settings.generated_data)
+        months = source_check(location, (dataset.start, dataset.end))
+    checked = [
+        reporter.stages[name].detail
+        for name in ("check settings", "check source", "start Postgres")
+        if name in reporter.stages
+    ]
+    reporter.line(f"[{seconds(reporter.elapsed()):>10}] checked: {'; '.join(detail for detail in checked if detail)}")
+    try:
+        return _run_pipeline(args, settings, window, reporter, terminal, postgres, location, months, started)
+    finally:
+        if started and not settings.database_url:
+            # Stopped here, while the output is still captured, rather than by pgserver at exit.
+            stop_embedded_postgres(settings.pgdata)
+
+
+def _run_pipeline(
+    args: argparse.Namespace,
+    settings: Any,
+    window: Any,
+    reporter: Any,
+    terminal: Any,
+    postgres: Any,
+    location: str,
+    months: tuple[str, str],
+    started: bool,
+) -> Any:
+    from ads_assets.environment import activate
+
+    environment = activate(settings, postgres, location, months, started_postgres=started)
+    shown_window = f"{window[0]}..{window[1]}" if window else f"{months[0]}..{months[1]}"
+    reporter.line(
+        f"ADS run: source {location}, months {shown_window}, output {settings.output}; "
+        f"logs in {terminal.log_path}{'' if terminal.verbose else ' (--verbose shows them)'}"
+    )
+    with reporter.stage("load code location", description="loading the code location (dbt manifest)"):
+        import ads_assets.definitions  # noqa: F401  (parses the dbt project when its manifest is missing)
+    prepared = [(stage.name, "-", stage.seconds) for stage in reporter.stages.values()]
     from ads_assets.pipeline import run_pipeline
 
-    environment = prepare_environment(args.source, args.output)
-    sources = detect_source(environment.source)
-    fix_partition_span(environment.settings, *month_span(sources["trans"]))
-    summary = run_pipeline(environment)
-    print(summary.render())
-    return 0 if summary.success else 1
+    summary = run_pipeline(
+        environment,
+        window=window,
+        retrain_every=args.retrain_every,
+        reporter=reporter,
+        echo=sys.stderr,
+        dbt_lines=terminal.stdout_tap.listeners.append,
+    )
+    summary.stage_times = prepared + summary.stage_times
+    summary.seconds = reporter.elapsed()
+    summary.next_steps = _next_steps(environment)
+    return summary
+
+
+def _next_steps(environment: Any) -> list[str]:
+    from ads_assets.lib.storage import is_s3
+
+    output = environment.settings.output.rstrip("/")
+    report = f"{output}/quality/index.html"
+    if not is_s3(output):
+        report = Path(report).as_posix() if Path(report).exists() else f"{report} (not published)"
+    if environment.embedded:
+        query = f'ads psql -c "{EXAMPLE_QUERY}"'
+    else:
+        target = environment.postgres
+        query = f'psql "postgresql://{target.user}@{target.host}:{target.port}/{target.dbname}" -c "{EXAMPLE_QUERY}"'
+    parquet = (
+        f"duckdb -c \"SELECT * FROM read_parquet('{output}/transaction_scores/*/*.parquet', hive_partitioning = true) "
+        'WHERE is_anomaly ORDER BY score DESC LIMIT 10"'
+    )
+    return [
+        f"data-quality report: {report}",
+        f"query the tables:    {query}",
+        f"query the Parquet:   {parquet}",
+        f"open the UI:         ads dev   (then {DAGSTER_UI_URL})",
+    ]
+
+
+# --- ads generate ------------------------------------------------------------------------------------
 
 
 def _generate(args: argparse.Namespace) -> int:
     from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
+    from ads_assets.settings import check_months
 
+    check_months(f"{args.start}:{args.end}", "--start/--end")
+    if args.accounts < 1:
+        raise SettingsError(f"--accounts must be 1 or more, not {args.accounts}")
+    if not 0 <= args.anomaly_rate < 1:
+        raise SettingsError(f"--anomaly-rate must be in [0, 1), not {args.anomaly_rate}")
     config = GeneratorConfig(
         accounts=args.accounts,
         start=args.start,
@@ -36,7 +220,10 @@ def _generate(args: argparse.Namespace) -> int:
         anomaly_rate=args.anomaly_rate,
     )
     data = generate(config)
-    paths = write_dataset(data, Path(args.out), args.format)
+    try:
+        paths = write_dataset(data, Path(args.out), args.format)
+    except OSError as error:
+        raise SettingsError(f"cannot write to {args.out}: {error.strerror or error}") from None
     for relation, frame in data.relations.items():
         print(f"{relation:<10} {len(frame):>10,} rows")
     print(f"labelled anomalies: {len(data.labels):,}")
@@ -44,63 +231,274 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- ads dev -----------------------------------------------------------------------------------------
+
+
+DEV_HELP = """\
+usage: ads dev [--source DIR|URL] [--output DIR|s3://bucket/prefix] [dagster dev options]
+
+Open the Dagster UI (`dagster dev`) on the same Postgres, run history and partitions as `ads run`.
+
+ADS options:
+  --source DIR|URL   as for `ads run` (env ADS_SOURCE; default: the last run's source)
+  --output DIR|URL   as for `ads run` (env ADS_OUTPUT; default: the last run's output)
+
+Every other option goes to `dagster dev` unchanged, e.g. `ads dev -h 0.0.0.0 -p 3001`.
+Ctrl-C stops the UI, and the embedded Postgres when `ads dev` started it.
+
+dagster dev's own options:
+"""
+
+
 def _dev(args: argparse.Namespace) -> int:
-    from ads_assets.environment import fix_partition_span, prepare_environment
-    from ads_assets.lib.berka.formats import detect_source
-    from ads_assets.lib.ingest import month_span
+    passed_on = list(args.passthrough)
+    if "--help" in passed_on:
+        sys.stdout.write(DEV_HELP)
+        sys.stdout.flush()
+        return subprocess.call([sys.executable, "-m", "dagster", "dev", "--help"])
+    from ads_assets.environment import (
+        activate,
+        apply_options,
+        check_output,
+        check_source,
+        default_dataset,
+        ensure_default_dataset,
+        source_months,
+        start_postgres,
+        stop_embedded_postgres,
+    )
     from ads_assets.settings import Settings, load_state
 
     state = load_state(Settings.from_env().home)
-    environment = prepare_environment(
+    settings = apply_options(
         args.source or os.environ.get("ADS_SOURCE") or state.get("source"),
         args.output or os.environ.get("ADS_OUTPUT") or state.get("output"),
     )
-    if "ADS_MONTHS" not in os.environ and "months" not in state:
-        fix_partition_span(environment.settings, *month_span(detect_source(environment.source)["trans"]))
-    return subprocess.call(["dagster", "dev", "-m", "ads_assets.definitions", *args.dagster_args])
+    check_output(settings.output)
+    new_source = settings.source is not None and settings.source != state.get("source")
+    fix_months = "ADS_MONTHS" not in os.environ and ("months" not in state or new_source)
+    months = None
+    location = settings.source
+    if location:
+        sources = check_source(location)
+        months = source_months(sources) if fix_months else None
+    postgres, started = start_postgres(settings)
+    try:
+        if not location:
+            location = str(ensure_default_dataset(settings.generated_data))
+            sources = check_source(location)
+            known = (default_dataset().start, default_dataset().end)
+            months = source_months(sources, known) if fix_months else None
+        activate(settings, postgres, location, months, started_postgres=started, fix_months=fix_months)
+        print(f"ads dev: Dagster UI on {postgres.describe()}, source {location}; Ctrl-C stops it", file=sys.stderr)
+        return _supervise([sys.executable, "-m", "dagster", "dev", "-m", "ads_assets.definitions", *passed_on])
+    finally:
+        if started and not settings.database_url and stop_embedded_postgres(settings.pgdata):
+            print(f"ads dev: stopped the embedded Postgres in {settings.pgdata}", file=sys.stderr)
+
+
+def _supervise(command: list[str]) -> int:
+    """Run `command` in a process group of its own until it ends; Ctrl-C or SIGTERM hand it one SIGINT.
+
+    In its own group the terminal's Ctrl-C reaches only `ads`, which passes it on once, so `dagster dev`
+    shuts down its webserver and daemon in order, and `ads` waits for that before stopping Postgres.
+    """
+
+    def on_terminate(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    process = subprocess.Popen(command, process_group=0)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --- ads psql ----------------------------------------------------------------------------------------
+
+
+def _psql(args: argparse.Namespace) -> int:
+    from ads_assets.environment import apply_options, start_postgres, stop_embedded_postgres
+
+    settings = apply_options()
+    postgres, started = start_postgres(settings)
+    try:
+        import pgserver
+
+        psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
+        command = [str(psql), "-h", postgres.host, "-p", str(postgres.port), "-U", postgres.user, "-d", postgres.dbname]
+        environment = {**os.environ, **({"PGPASSWORD": postgres.password} if postgres.password else {})}
+        try:
+            return subprocess.call([*command, *args.passthrough], env=environment)
+        except KeyboardInterrupt:
+            return 130
+    finally:
+        if started and not settings.database_url:
+            stop_embedded_postgres(settings.pgdata)
+
+
+# --- the parser --------------------------------------------------------------------------------------
+
+
+def _environment_epilog() -> str:
+    width = max(len(name) for name, _, _ in ENVIRONMENT_VARIABLES)
+    lines = ["environment variables (an option given on the command line wins):"]
+    lines += [f"  {name:<{width}}  {meaning} (default: {default})" for name, default, meaning in ENVIRONMENT_VARIABLES]
+    lines.append("Errors are one line; --debug shows the traceback.")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ads", description="ADS: anomaly detection for bank settlement data.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="ads",
+        description="ADS: anomaly detection for bank settlement data (Berka relations), as a Dagster code location.",
+        epilog=_environment_epilog(),
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ads {version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
-    run = commands.add_parser("run", help="materialize every asset for every month, then print a summary")
-    run.add_argument("--source", help="folder of .asc or fin_*.tsv files, or a database URL (default: generated)")
-    run.add_argument("--output", help="folder or s3://bucket/prefix for published outputs (default ./ads_output)")
+    run = commands.add_parser(
+        "run",
+        parents=[debug],
+        help="check the settings, materialize every asset for every month, print a summary",
+        description=textwrap.fill(
+            "Check the settings and the source, then materialize every asset of the code location for every month "
+            "in one in-process run, showing each stage as it ends, and print a summary of what this run wrote. "
+            "Dagster's, dbt's and Great Expectations' own logs go to $ADS_HOME/logs/. Exit status: 0 when the "
+            "run succeeded, 1 when a step or a blocking check failed, 2 when a setting or the source is unusable.",
+            width=100,
+        ),
+        epilog=_environment_epilog(),
+        formatter_class=formatter,
+    )
+    run.add_argument(
+        "--source",
+        metavar="DIR|URL",
+        help="folder of PKDD'99 *.asc or fin_*.tsv files, or a postgresql:// URL with the fin_* tables "
+        f"(env ADS_SOURCE; default: a generated bank, {DEFAULT_ACCOUNTS:,} accounts, "
+        f"{DEFAULT_MONTHS[0]}..{DEFAULT_MONTHS[1]}, {DEFAULT_ANOMALY_RATE:.1%} anomalies, in $ADS_HOME/generated)".replace(
+            "%", "%%"
+        ),
+    )
+    run.add_argument(
+        "--output",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help=f"where the Parquet tables and the data-quality report go (env ADS_OUTPUT; default: ./{DEFAULT_OUTPUT})",
+    )
+    run.add_argument(
+        "--months",
+        metavar="YYYY-MM:YYYY-MM",
+        help="ingest, rebuild features for and rescore only these months (default: every month of the source)",
+    )
+    run.add_argument(
+        "--retrain-every",
+        metavar="N",
+        type=int,
+        help="train a model every N months, each scoring the months up to the next one "
+        f"(retrain_every_months of detection/anomaly_models; default: {DEFAULT_RETRAIN_EVERY})",
+    )
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show Dagster's, dbt's and Great Expectations' own logs (they always go to $ADS_HOME/logs/)",
+    )
     run.set_defaults(handler=_run)
 
-    generate = commands.add_parser("generate", help="write a calibrated Berka data set with labelled anomalies")
-    generate.add_argument("--out", required=True, help="folder to write the eight relations and labels.csv to")
-    generate.add_argument("--accounts", type=int, default=4500)
-    generate.add_argument("--start", default="1993-01", help="first month, YYYY-MM")
-    generate.add_argument("--end", default="1998-12", help="last month, YYYY-MM")
-    generate.add_argument("--format", choices=["asc", "fin"], default="asc")
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--anomaly-rate", type=float, default=0.0, help="share of transactions made anomalous")
+    generate = commands.add_parser(
+        "generate",
+        parents=[debug],
+        help="write a calibrated Berka data set with labelled anomalies",
+        description="Write all eight Berka relations, calibrated to the real data, and labels.csv of the anomalies.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    generate.add_argument(
+        "--out", required=True, metavar="DIR", default=argparse.SUPPRESS, help="folder for the relations and labels.csv"
+    )
+    generate.add_argument("--accounts", type=int, default=DEFAULT_ACCOUNTS, help="number of accounts")
+    generate.add_argument("--start", default=DEFAULT_MONTHS[0], metavar="YYYY-MM", help="first month")
+    generate.add_argument("--end", default=DEFAULT_MONTHS[1], metavar="YYYY-MM", help="last month")
+    generate.add_argument("--format", choices=["asc", "fin"], default="asc", help="PKDD'99 .asc or fin_*.tsv files")
+    generate.add_argument("--seed", type=int, default=0, help="random seed")
+    generate.add_argument(
+        "--anomaly-rate",
+        type=float,
+        default=DEFAULT_ANOMALY_RATE,
+        help="share of transactions made anomalous (the rate of `ads run`'s generated data)",
+    )
     generate.set_defaults(handler=_generate)
 
     dev = commands.add_parser(
         "dev",
-        help="open the Dagster UI on the same state as `ads run`",
-        epilog="Other options are passed on to `dagster dev`, e.g. `ads dev -p 3001`.",
+        add_help=False,
+        allow_abbrev=False,
+        help="open the Dagster UI on the same state as `ads run` (other options go to `dagster dev`)",
+        usage="ads dev [--source DIR|URL] [--output DIR|URL] [dagster dev options, see `ads dev --help`]",
     )
-    dev.add_argument("--source", help="as for `ads run`")
-    dev.add_argument("--output", help="as for `ads run`")
+    dev.add_argument("--source", help=argparse.SUPPRESS)
+    dev.add_argument("--output", help=argparse.SUPPRESS)
     dev.set_defaults(handler=_dev)
+
+    psql = commands.add_parser(
+        "psql",
+        add_help=False,
+        allow_abbrev=False,
+        help="psql on the ADS database (the embedded one is started for it); options go to psql",
+        usage="ads psql [psql options, e.g. -c 'SELECT …']",
+    )
+    psql.set_defaults(handler=_psql)
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    notes = [" ".join(note.split()) for note in getattr(error, "__notes__", [])]
+    return "; ".join([text or type(error).__name__, *notes])
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ads_assets.lib.berka.formats import SourceError
+
     parser = build_parser()
     args, passed_on = parser.parse_known_args(argv)
-    if passed_on and args.command != "dev":
+    if passed_on and args.command not in ("dev", "psql"):
         parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
-    args.dagster_args = passed_on
+    args.passthrough = passed_on
+    debug = bool(getattr(args, "debug", False))
     try:
         return args.handler(args)
-    except SourceError as error:
-        print(f"ads: error: {error}", file=sys.stderr)
+    except (SettingsError, SourceError) as error:
+        if debug:
+            traceback.print_exc()
+        print(f"ads: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ads: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (--debug shows the traceback)"
+        print(f"ads: error: {type(error).__name__}: {_one_line(error)}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

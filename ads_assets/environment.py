@@ -1,18 +1,39 @@
-"""The local ADS environment shared by `ads run` and `ads dev`: Postgres, Dagster's home and the data source."""
+"""The local ADS environment shared by `ads run` and `ads dev`: checked settings, Postgres, Dagster's home, the source.
+
+Everything a run needs is checked before any work, each failure raising a `SettingsError` (or the
+source's `SourceError`) with a one-line message: the database URL is parsed and a connection made with
+a short timeout, an `s3://` output's endpoint, credentials and bucket are tried, and the source's files
+and headers are read. Only a source that passed is remembered in `$ADS_HOME/state.json`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
-from ads_assets.lib.db import PostgresTarget, resolve_target
-from ads_assets.settings import Settings, record_state
+from ads_assets.lib.berka.formats import SourceError, SourceFile, SourceFormat, detect_source, read_rows
+from ads_assets.lib.db import PostgresTarget, embedded_postgres
+from ads_assets.lib.storage import is_s3, s3_endpoint_url, s3_region, split_s3_uri
+from ads_assets.settings import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_ANOMALY_RATE,
+    DEFAULT_SEED,
+    Settings,
+    SettingsError,
+    check_months,
+    record_state,
+)
 
 STORAGE_URL_VARIABLE = "ADS_DAGSTER_STORAGE_URL"
 DATASET_MARKER = "dataset.json"
+CONNECT_TIMEOUT_SECONDS = 5
+S3_TIMEOUT_SECONDS = 5
 
 DAGSTER_YAML = f"""\
 storage:
@@ -29,36 +50,362 @@ telemetry:
 """
 
 
-DEFAULT_DATASET = GeneratorConfig(seed=1999, anomaly_rate=0.005)
-"""What `ads run` generates when no source is given: 4,500 accounts, 1993-01..1998-12, 0.5 % anomalies."""
-
-
 @dataclass(frozen=True)
 class Environment:
     settings: Settings
     postgres: PostgresTarget
     source: str
+    months: tuple[str, str] | None = None
+    """The months the source's transactions span (None when not read)."""
+    started_postgres: bool = False
+    """True when this process started the embedded Postgres (and so stops it when it ends)."""
+
+    @property
+    def embedded(self) -> bool:
+        return self.settings.database_url is None
+
+
+def default_dataset() -> Any:
+    """What `ads run` generates when no source is given: 4,500 accounts, 1993-01..1998-12, 0.5 % anomalies."""
+    from ads_assets.lib.berka.generator import GeneratorConfig
+
+    return GeneratorConfig(accounts=DEFAULT_ACCOUNTS, seed=DEFAULT_SEED, anomaly_rate=DEFAULT_ANOMALY_RATE)
+
+
+def shown_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.rsplit("@", 1)[-1]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
+
+
+# --- settings -----------------------------------------------------------------------------------------
+
+
+def apply_options(source: str | None = None, output: str | None = None) -> Settings:
+    """Put `--source` / `--output` into ADS_SOURCE / ADS_OUTPUT (made absolute) and read the settings."""
+    if output:
+        os.environ["ADS_OUTPUT"] = output if "://" in output else str(Path(output).expanduser().resolve())
+    if source:
+        os.environ["ADS_SOURCE"] = source if "://" in source else str(Path(source).expanduser().resolve())
+    if os.environ.get("ADS_MONTHS"):
+        check_months(os.environ["ADS_MONTHS"], "ADS_MONTHS")
+    settings = Settings.from_env()
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingsError(f"cannot create ADS_HOME {settings.home}: {error.strerror or error}") from None
+    os.environ["ADS_HOME"] = str(settings.home)
+    return settings
+
+
+def check_database_url(url: str) -> PostgresTarget:
+    """The Postgres of ADS_DATABASE_URL, after a connection with a short timeout and a look at the privileges."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise SettingsError(
+            f"ADS_DATABASE_URL {shown_url(url)!r} is not a database URL: expected postgresql://user:password@host:5432/db"
+        ) from None
+    if not parsed.drivername.startswith("postgres"):
+        raise SettingsError(f"ADS_DATABASE_URL {shown_url(url)!r} is not a Postgres URL: expected postgresql://…")
+    target = PostgresTarget.from_url(url)
+    check_postgres(target, f"ADS_DATABASE_URL {shown_url(url)}")
+    return target
+
+
+def check_postgres(target: PostgresTarget, what: str) -> None:
+    """Connect to `target` (timing out after a few seconds) and check that ADS may create its schemas and tables."""
+    import psycopg
+
+    try:
+        with psycopg.connect(target.conninfo(), connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True) as connection:
+            may_create, may_create_public = connection.execute(
+                "SELECT has_database_privilege(current_database(), 'CREATE'), "
+                "coalesce(has_schema_privilege('public', 'CREATE'), false)"
+            ).fetchone()
+    except psycopg.Error as error:
+        raise SettingsError(f"cannot connect to {what}: {_first_line(error)}") from None
+    if not may_create:
+        raise SettingsError(
+            f"{what}: user {target.user} lacks CREATE on database {target.dbname} (ADS creates its schemas there)"
+        )
+    if not may_create_public:
+        raise SettingsError(
+            f"{what}: user {target.user} lacks CREATE on schema public of {target.dbname} (Dagster's run storage)"
+        )
+
+
+def check_output(output: str) -> None:
+    """An `s3://` output's endpoint, credentials and bucket, or a local output folder that can be written."""
+    if is_s3(output):
+        check_s3_output(output)
+        return
+    folder = Path(output)
+    created = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ads-write-check-"):
+            pass
+    except OSError as error:
+        raise SettingsError(f"cannot write to the output folder {folder}: {error.strerror or error}") from None
+    finally:
+        for path in created:  # the check leaves no folder behind; the run creates them when it publishes
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def check_s3_output(uri: str) -> None:
+    """Reach the S3 endpoint within a few seconds, with credentials, and write and delete a marker in the bucket."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    try:
+        bucket, prefix = split_s3_uri(uri)
+    except ValueError as error:
+        raise SettingsError(f"bad output {uri!r}: {error}") from None
+    # The credential chain ends at the EC2 instance metadata service: off EC2 that lookup is what takes a minute.
+    os.environ.setdefault("AWS_METADATA_SERVICE_TIMEOUT", "1")
+    os.environ.setdefault("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "1")
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        raise SettingsError(
+            f"no AWS credentials for the output {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+        )
+    config = Config(
+        connect_timeout=S3_TIMEOUT_SECONDS,
+        read_timeout=S3_TIMEOUT_SECONDS,
+        retries={"max_attempts": 1, "mode": "standard"},
+    )
+    client = session.client("s3", endpoint_url=s3_endpoint_url(), region_name=s3_region(), config=config)
+    endpoint = client.meta.endpoint_url
+    key = f"{prefix}/.ads-write-check-{uuid.uuid4().hex}" if prefix else f".ads-write-check-{uuid.uuid4().hex}"
+    try:
+        client.head_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+        client.delete_object(Bucket=bucket, Key=key)
+    except NoCredentialsError:
+        raise SettingsError(
+            f"no AWS credentials for the output {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+        ) from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as error:
+        raise SettingsError(f"cannot reach the S3 endpoint {endpoint} for the output {uri}: {error}") from None
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise SettingsError(f"no bucket {bucket} at {endpoint} for the output {uri}") from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
+            raise SettingsError(
+                f"access denied to s3://{bucket} at {endpoint} (code {code}): check the credentials and the bucket policy"
+            ) from None
+        raise SettingsError(f"S3 output {uri} at {endpoint}: {_first_line(error)}") from None
+    except BotoCoreError as error:
+        raise SettingsError(f"S3 output {uri} at {endpoint}: {_first_line(error)}") from None
+
+
+# --- Postgres ----------------------------------------------------------------------------------------
+
+
+def embedded_postgres_running(pgdata: Path) -> bool:
+    """True when a Postgres server already runs on `pgdata` (its postmaster.pid names a live process)."""
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_postgres(settings: Settings) -> tuple[PostgresTarget, bool]:
+    """The external Postgres of ADS_DATABASE_URL (checked), or the embedded one, started or reused.
+
+    Returns the target and whether this process started it.
+    """
+    if settings.database_url:
+        return check_database_url(settings.database_url), False
+    running = embedded_postgres_running(settings.pgdata)
+    try:
+        target = embedded_postgres(settings.pgdata)
+    except Exception as error:
+        raise SettingsError(f"cannot start the embedded Postgres in {settings.pgdata}: {_first_line(error)}") from None
+    check_postgres(target, f"the embedded Postgres in {settings.pgdata}")
+    return target, not running
+
+
+def stop_embedded_postgres(pgdata: Path) -> bool:
+    """Stop the embedded Postgres on `pgdata` that this process holds, unless another live process uses it.
+
+    pgserver stops a server when the last process that opened it exits; handles of processes that died
+    without saying so (a Dagster process killed by Ctrl-C) are dropped first. Returns True when stopped.
+    """
+    from ads_assets.lib import db
+
+    pgdata = pgdata.resolve()
+    server = db._servers.pop(pgdata, None)
+    if server is None:
+        return False
+    handles = server.global_process_id_list
+    with server._lock:
+        for pid in handles.get():
+            if pid != os.getpid() and not _alive(pid):
+                handles.get_and_remove(pid)
+    server._cleanup()
+    return not embedded_postgres_running(pgdata)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- source ------------------------------------------------------------------------------------------
+
+
+def check_source(location: str) -> dict[str, SourceFile]:
+    """The source's eight relations, each readable: files present with their headers, or a reachable database."""
+    if "://" in location:
+        _check_source_database(location)
+    sources = detect_source(location)
+    for source in sources.values():
+        if source.format != SourceFormat.DATABASE:
+            for _ in read_rows(source):
+                break
+    return sources
+
+
+def _check_source_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise SourceError(f"bad source {shown_url(url)!r}: expected a folder or a postgresql://… URL") from None
+    if parsed.drivername.startswith("postgres"):
+        import psycopg
+
+        try:
+            psycopg.connect(PostgresTarget.from_url(url).conninfo(), connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+        except psycopg.Error as error:
+            raise SourceError(f"cannot connect to the source {shown_url(url)}: {_first_line(error)}") from None
+
+
+def source_months(sources: dict[str, SourceFile], known: tuple[str, str] | None = None) -> tuple[str, str]:
+    """The first and last month of the source's transactions (read from them unless `known`)."""
+    if known:
+        return known
+    from ads_assets.lib.ingest import month_span
+
+    try:
+        return month_span(sources["trans"])
+    except ValueError as error:
+        raise SourceError(str(error)) from None
+
+
+def ensure_default_dataset(folder: Path, config: Any = None) -> Path:
+    """Generate the data set of `config` into `folder` unless the same one is already there."""
+    from ads_assets.lib.berka.generator import generate, write_dataset
+
+    config = config or default_dataset()
+    marker = folder / DATASET_MARKER
+    wanted = asdict(config)
+    with contextlib.suppress(OSError, ValueError):
+        if marker.exists() and json.loads(marker.read_text()) == wanted:
+            return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    data = generate(config)
+    write_dataset(data, folder, "asc")
+    marker.write_text(json.dumps(wanted))
+    return folder
+
+
+def default_dataset_ready(folder: Path) -> bool:
+    """True when `folder` already holds the default data set."""
+    marker = folder / DATASET_MARKER
+    with contextlib.suppress(OSError, ValueError):
+        return marker.exists() and json.loads(marker.read_text()) == asdict(default_dataset())
+    return False
+
+
+# --- putting it together -----------------------------------------------------------------------------
+
+
+def activate(
+    settings: Settings,
+    postgres: PostgresTarget,
+    source: str,
+    months: tuple[str, str] | None,
+    *,
+    started_postgres: bool = False,
+    fix_months: bool = True,
+) -> Environment:
+    """Point the code location at the checked source, Postgres and Dagster home, and remember them.
+
+    Sets the ADS_* variables (and the ADS_PG_* ones of the dbt profile) that the code location reads, so it
+    must run before definitions load.
+    """
+    _prepare_dagster_home(settings, postgres)
+    os.environ.update(postgres.dbt_profile_env())
+    os.environ["ADS_SOURCE"] = source
+    os.environ["ADS_OUTPUT"] = settings.output
+    record_state(settings.home, source=source, output=settings.output)
+    if months and fix_months:
+        fix_partition_span(settings, *months)
+    return Environment(
+        settings=Settings.from_env(),
+        postgres=postgres,
+        source=source,
+        months=months,
+        started_postgres=started_postgres,
+    )
 
 
 def prepare_environment(source: str | None = None, output: str | None = None) -> Environment:
-    """Start or attach to Postgres, point Dagster's storage at it and fix the source and partition span.
+    """Check the settings and the source, start or attach to Postgres and point Dagster's storage at it.
 
-    Sets the ADS_* variables that the code location reads, so it must run before definitions load.
+    The one-call form of what `ads run` does step by step; raises SettingsError or SourceError.
     """
-    if output:
-        os.environ["ADS_OUTPUT"] = output if "://" in output else str(Path(output).resolve())
-    if source:
-        os.environ["ADS_SOURCE"] = source if "://" in source else str(Path(source).resolve())
-    settings = Settings.from_env()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    os.environ["ADS_HOME"] = str(settings.home)
-    postgres = resolve_target(settings.database_url, settings.pgdata)
-    _prepare_dagster_home(settings, postgres)
-    resolved_source = settings.source or str(ensure_default_dataset(settings.generated_data))
-    os.environ["ADS_SOURCE"] = resolved_source
-    os.environ["ADS_OUTPUT"] = settings.output
-    record_state(settings.home, source=resolved_source, output=settings.output)
-    return Environment(settings=settings, postgres=postgres, source=resolved_source)
+    settings = apply_options(source, output)
+    check_output(settings.output)
+    postgres, started = start_postgres(settings)
+    known = None
+    if settings.source:
+        location = settings.source
+    else:
+        location = str(ensure_default_dataset(settings.generated_data))
+        known = (default_dataset().start, default_dataset().end)
+    sources = check_source(location)
+    fix = "ADS_MONTHS" not in os.environ
+    months = source_months(sources, known) if fix else None
+    return activate(settings, postgres, location, months, started_postgres=started, fix_months=fix)
 
 
 def fix_partition_span(settings: Settings, start: str, end: str) -> None:
@@ -74,16 +421,3 @@ def _prepare_dagster_home(settings: Settings, postgres: PostgresTarget) -> None:
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     os.environ[STORAGE_URL_VARIABLE] = postgres.sqlalchemy_url("psycopg2")
-
-
-def ensure_default_dataset(folder: Path, config: GeneratorConfig = DEFAULT_DATASET) -> Path:
-    """Generate the data set of `config` into `folder` unless the same one is already there."""
-    marker = folder / DATASET_MARKER
-    wanted = asdict(config)
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    data = generate(config)
-    write_dataset(data, folder, "asc")
-    marker.write_text(json.dumps(wanted))
-    return folder

@@ -4,11 +4,42 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+DEFAULT_HOME = ".ads"
+DEFAULT_OUTPUT = "ads_output"
 DEFAULT_MONTHS = ("1993-01", "1998-12")
 STATE_FILE = "state.json"
+
+DEFAULT_ACCOUNTS = 4500
+DEFAULT_ANOMALY_RATE = 0.005
+DEFAULT_SEED = 1999
+"""The data set `ads run` generates when no source is given (and `ads generate`'s defaults)."""
+
+ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("ADS_HOME", DEFAULT_HOME, "local state: embedded Postgres, models, generated data, dbt files, logs"),
+    (
+        "ADS_DATABASE_URL",
+        "embedded Postgres in $ADS_HOME/pgdata",
+        "an external Postgres, postgresql://user@host:5432/db",
+    ),
+    ("ADS_SOURCE", "generated data in $ADS_HOME/generated", "the Berka source: a folder or a database URL"),
+    ("ADS_OUTPUT", f"./{DEFAULT_OUTPUT}", "published outputs: a folder or s3://bucket/prefix"),
+    ("ADS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL, else AWS", "the endpoint of an S3-compatible store"),
+    ("AWS_ACCESS_KEY_ID, …", "the usual AWS chain", "credentials (and AWS_REGION) of an s3:// output"),
+    ("ADS_S3_KMS_KEY_ID", "the bucket's default key", "the KMS key of model files on S3"),
+    ("ADS_MONTHS", "the span of the data", "the monthly partitions, YYYY-MM:YYYY-MM"),
+    ("DAGSTER_HOME", "$ADS_HOME/dagster", "Dagster's home (its dagster.yaml points storage at the ADS Postgres)"),
+)
+"""(variable, default, meaning) of the settings, for `ads --help` and the README."""
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class SettingsError(ValueError):
+    """A setting, an option or the source is unusable; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -27,14 +58,14 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        home = Path(os.environ.get("ADS_HOME", ".ads")).expanduser().resolve()
+        home = Path(os.environ.get("ADS_HOME", DEFAULT_HOME)).expanduser().resolve()
         state = load_state(home)
         months = os.environ.get("ADS_MONTHS") or state.get("months")
         return cls(
             home=home,
             database_url=os.environ.get("ADS_DATABASE_URL") or None,
             source=os.environ.get("ADS_SOURCE") or None,
-            output=os.environ.get("ADS_OUTPUT") or str(Path("ads_output").resolve()),
+            output=os.environ.get("ADS_OUTPUT") or str(Path(DEFAULT_OUTPUT).resolve()),
             months=parse_months(months) if months else DEFAULT_MONTHS,
         )
 
@@ -54,16 +85,46 @@ class Settings:
     def models(self) -> Path:
         return self.home / "models"
 
+    @property
+    def logs(self) -> Path:
+        """Logs of `ads run`: Dagster's, dbt's and Great Expectations' own output, one file per run."""
+        return self.home / "logs"
+
+    @property
+    def dbt_target(self) -> Path:
+        """dbt's target folder (manifest, saved parse, one folder per dbt invocation); never the source tree."""
+        return self.home / "dbt" / "target"
+
+    @property
+    def dbt_logs(self) -> Path:
+        return self.home / "dbt" / "logs"
+
 
 def parse_months(value: str) -> tuple[str, str]:
-    """`YYYY-MM:YYYY-MM` → (first month, last month)."""
+    """`YYYY-MM:YYYY-MM` (or one `YYYY-MM`) → (first month, last month)."""
     start, _, end = value.partition(":")
     return start.strip(), (end or start).strip()
 
 
+def check_months(value: str, what: str = "months") -> tuple[str, str]:
+    """`parse_months`, refusing anything but two YYYY-MM months in order, with a one-line SettingsError."""
+    start, end = parse_months(value)
+    if not (_MONTH.match(start) and _MONTH.match(end)):
+        raise SettingsError(f"bad {what} {value!r}: expected YYYY-MM:YYYY-MM, e.g. 1997-01:1997-03")
+    if start > end:
+        raise SettingsError(f"bad {what} {value!r}: {start} is after {end}")
+    return start, end
+
+
 def load_state(home: Path) -> dict[str, str]:
     state_file = home / STATE_FILE
-    return json.loads(state_file.read_text()) if state_file.exists() else {}
+    if not state_file.exists():
+        return {}
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def record_state(home: Path, **values: str) -> None:

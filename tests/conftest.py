@@ -11,6 +11,7 @@ import pytest
 
 SESSION_ROOT = Path(tempfile.mkdtemp(prefix="ads-tests-"))
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["ADS_HOME"] = str(SESSION_ROOT / "ads_home")
 os.environ["DAGSTER_HOME"] = str(SESSION_ROOT / "dagster_home")
 os.environ.setdefault("XDG_RUNTIME_DIR", str(SESSION_ROOT / "runtime"))

@@ -1,14 +1,28 @@
-"""The `ads` command end to end on a small generated data set, in a fresh ADS_HOME."""
+"""The `ads` command: its help, its one-line errors for each bad input, and the pipeline end to end.
+
+The end-to-end tests share one built pipeline (the `built` fixture: one `ads run` on a small generated
+bank in a fresh ADS_HOME); a second run rescores a window of it, a third fails a step on purpose, and
+`ads dev` and `ads psql` open the same state. One more run publishes to S3 (moto).
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -16,38 +30,395 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
+from ads_assets.cli import build_parser, main
+from ads_assets.console import LineTap, Reporter, strip_ansi
+from ads_assets.environment import default_dataset, embedded_postgres_running, stop_embedded_postgres
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import connect, embedded_postgres, table_count
 from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
 from ads_assets.lib.storage import OutputStore, s3_endpoint_url, s3_region
 from ads_assets.lib.tables import MISSING_TABLE, SCORES_TABLE, read_query
+from ads_assets.pipeline import RunSummary, StepOutcome, TableCount, failure_message, stage_of
+from ads_assets.settings import DEFAULT_ANOMALY_RATE, SettingsError, check_months
+from tests.conftest import SESSION_ROOT
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_SUMMARY_LINES = 42
+REMOTE_ASSET = re.compile(r"""<(?:script|link)\b[^>]*\b(?:src|href)=["']https?://""", re.IGNORECASE)
 
 
-def ads(*args: str, home: Path) -> subprocess.CompletedProcess:
+def ads(
+    *args: str, home: Path, env: dict[str, str | None] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """`ads ARGS` in a subprocess with ADS_HOME=home; `env` adds variables (None removes one)."""
     environment = {**os.environ, "ADS_HOME": str(home)}
     environment.pop("DAGSTER_HOME", None)
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     return subprocess.run(
         [sys.executable, "-m", "ads_assets.cli", *args],
         capture_output=True,
         text=True,
         env=environment,
-        timeout=600,
+        timeout=timeout,
     )
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit status 2, one line on stderr starting `ads: error:`, no traceback; returns the line."""
+    message = result.stderr.strip()
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert message.startswith("ads: error:") and "\n" not in message, message
+    assert "Traceback" not in result.stdout + result.stderr
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def new_home(name: str) -> Path:
+    """A fresh ADS_HOME for an embedded Postgres: outside pytest's basetemp, whose permissions another pytest
+    session resets to 0700 when it starts (cutting the `pgserver` user off its data directory)."""
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=SESSION_ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+
+def test_help_shows_defaults_and_environment_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as top:
+        main(["--help"])
+    assert top.value.code == 0
+    text = capsys.readouterr().out
+    for variable in ("ADS_HOME", "ADS_DATABASE_URL", "ADS_SOURCE", "ADS_OUTPUT", "ADS_S3_ENDPOINT_URL", "ADS_MONTHS"):
+        assert variable in text
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fragment in (
+        "env ADS_SOURCE",
+        "env ADS_OUTPUT",
+        "default: ./ads_output",
+        "--months",
+        "--retrain-every",
+        "default: 3",
+    ):
+        assert fragment in text, fragment
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0 and capsys.readouterr().out.startswith("ads ")
+
+
+def test_generate_plants_the_same_anomaly_rate_as_run_by_default() -> None:
+    args = build_parser().parse_args(["generate", "--out", "somewhere"])
+    assert args.anomaly_rate == DEFAULT_ANOMALY_RATE == default_dataset().anomaly_rate == 0.005
+
+
+def test_dev_passes_dagster_dev_options_through_unchanged() -> None:
+    args, passed_on = build_parser().parse_known_args(
+        ["dev", "-h", "127.0.0.1", "-p", "3001", "--source", "bank", "--log-level", "debug"]
+    )
+    assert args.command == "dev" and args.source == "bank"
+    assert passed_on == ["-h", "127.0.0.1", "-p", "3001", "--log-level", "debug"]
+
+
+def test_months_are_checked() -> None:
+    assert check_months("1997-01:1997-03") == ("1997-01", "1997-03")
+    assert check_months("1997-05") == ("1997-05", "1997-05")
+    for bad in ("1997-13", "97-01:97-03", "1997-03:1997-01", "soon"):
+        with pytest.raises(SettingsError):
+            check_months(bad)
+
+
+# --- output ----------------------------------------------------------------------------------------------
+
+
+def test_reporter_writes_plain_lines_off_a_terminal() -> None:
+    out = io.StringIO()
+    reporter = Reporter(out)
+    with reporter.stage("ingest") as stage:
+        stage.detail = "8 relations"
+    reporter.start("train models", total=4)
+    reporter.update("train models", completed=2)
+    reporter.finish("train models", "2 models", ok=False)
+    reporter.close()
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert re.search(r"\] ingest: 8 relations, ok in \d", text)
+    assert "train models: 2 models, FAILED in" in text
+
+
+def test_captured_lines_lose_their_colour_codes() -> None:
+    log = io.StringIO()
+    tap = LineTap(log)
+    seen: list[str] = []
+    tap.listeners.append(seen.append)
+    tap.write("1 of 2 OK created view \x1b[32mCREATE VIEW\x1b[0m\npart")
+    tap.write("ial\n")
+    assert log.getvalue() == "1 of 2 OK created view CREATE VIEW\npartial\n"
+    assert seen == ["1 of 2 OK created view CREATE VIEW", "partial"]
+    assert strip_ansi("\x1b[1;31mred\x1b[0m") == "red"
+
+
+def test_steps_map_to_stages() -> None:
+    assert stage_of("raw__fin_trans") == "ingest"
+    assert stage_of("fin_trans_quality") == "raw checks"
+    assert stage_of("fct_transaction_features_quality") == "feature checks"
+    assert stage_of("dbt_partitioned_models") == "features (dbt)"
+    assert stage_of("detection__anomaly_models") == "train models"
+    assert stage_of("anomaly__transaction_scores") == "score and explain"
+    assert stage_of("anomaly__missing_payments") == "missing payments"
+    assert stage_of("quality__report") == "quality report"
+
+
+def test_a_failed_step_is_summarized_in_one_line() -> None:
+    cause = SimpleNamespace(
+        cls_name="SourceError",
+        message="ads_assets.lib.berka.formats.SourceError: /x/account.asc: first line is 'a;b'\n",
+        cause=None,
+    )
+    wrapper = SimpleNamespace(cls_name="DagsterExecutionStepExecutionError", message="Error occurred", cause=cause)
+    event = SimpleNamespace(event_specific_data=SimpleNamespace(error=wrapper))
+    assert failure_message(event) == "SourceError: /x/account.asc: first line is 'a;b'"
+
+    summary = RunSummary(
+        success=False,
+        run_id="r1",
+        seconds=12.0,
+        months=("1996-01", "1996-06"),
+        tables=[TableCount("raw.fin_account", 200), TableCount("raw.fin_trans", None, "failed")],
+        steps=[
+            StepOutcome("raw__fin_trans", "ingest", "failed", 1.0, "CheckViolation: new row violates"),
+            StepOutcome("dbt_models", "features (dbt)", "skipped"),
+        ],
+        stage_times=[("ingest", "0/1", 1.0)],
+    )
+    text = summary.render()
+    assert "FAILED after 12.0 s" in text
+    assert "failed step raw__fin_trans (ingest): CheckViolation: new row violates" in text
+    assert "did not run (1 step): dbt_models" in text
+    assert "raw.fin_account 200" in text and "raw.fin_trans (not written: failed)" in text
+    assert text.splitlines()[-1].split()[:1] == ["total"]
+
+
+def test_data_docs_work_offline(tmp_path: Path) -> None:
+    """Every page of the Data Docs loads its styles and scripts from the site itself, never from a CDN."""
+    from ads_assets.lib.quality.docs import build_data_docs
+    from ads_assets.lib.quality.suites import feature_suite_spec, raw_suite_specs
+
+    index = build_data_docs(tmp_path / "quality", [*raw_suite_specs().values(), feature_suite_spec()], [])
+    assert_offline_site(index.parent)
+
+
+def assert_offline_site(site: Path) -> None:
+    pages = list(site.rglob("*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not REMOTE_ASSET.search(text), page
+        assert "great-expectations-web-assets" not in text, page
+        for reference in re.findall(r"""(?:src|href)=["']([^"'#?]+\.(?:js|css))["']""", text):
+            assert (page.parent / reference).resolve().is_file(), (page, reference)
+    for stylesheet in (site / "static" / "styles").glob("*.css"):
+        assert "https://" not in stylesheet.read_text(encoding="utf-8")
+    assert (site / "static" / "vendor" / "js" / "jquery-3.7.1.min.js").is_file()
+
+
+def test_dbt_invocation_folders_are_pruned(tmp_path: Path) -> None:
+    from ads_assets.defs.dbt.project import ads_dbt_project, prune_invocation_folders
+
+    target = tmp_path / "target"
+    for number in range(5):
+        folder = target / f"dbt_models-run{number}-abc"
+        folder.mkdir(parents=True)
+        os.utime(folder, (1_000_000 + number, 1_000_000 + number))
+    (target / "parse-scratch").mkdir()
+    (target / "manifest.json").write_text("{}")
+    removed = prune_invocation_folders(ads_dbt_project(target), keep=2)
+    assert sorted(path.name for path in removed) == [f"dbt_models-run{n}-abc" for n in range(3)]
+    assert sorted(path.name for path in target.iterdir()) == [
+        "dbt_models-run3-abc",
+        "dbt_models-run4-abc",
+        "manifest.json",
+        "parse-scratch",
+    ]
+
+
+def test_data_docs_keep_the_last_runs(fresh_database: Any) -> None:
+    from ads_assets.lib.quality.store import VALIDATION_RESULTS_TABLE, ensure_quality_schema, validations_for_report
+
+    with connect(fresh_database, autocommit=True) as connection:
+        ensure_quality_schema(connection)
+        for number, run in enumerate(("r1", "r2", "r3")):
+            connection.execute(
+                f"INSERT INTO {VALIDATION_RESULTS_TABLE} (run_id, suite, batch, success, evaluated, written, result, "
+                "evaluated_at) VALUES (%s, 'raw.fin_trans', 'all', true, 1, 1, '{}', now() + %s * interval '1 minute')",
+                (run, number),
+            )
+        assert {v.run_id for v in validations_for_report(connection, "r3", history=2)} == {"r3", "r2"}
+        assert {v.run_id for v in validations_for_report(connection, "r2", history=1)} == {"r2"}
+        assert {v.run_id for v in validations_for_report(connection, "unknown", history=2)} == {"r3"}
+
+
+# --- one-line errors -------------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
+def small_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny bank in the PKDD'99 format (with headers), for the checks that fail before any work."""
+    folder = tmp_path_factory.mktemp("small_bank")
+    result = ads(
+        "generate",
+        "--out",
+        str(folder),
+        "--accounts",
+        "30",
+        "--start",
+        "1996-01",
+        "--end",
+        "1996-02",
+        home=folder / "unused_home",
+    )
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_database_url_that_is_not_a_url(small_bank: Path, tmp_path: Path) -> None:
+    result = ads("run", "--source", str(small_bank), home=tmp_path / "home", env={"ADS_DATABASE_URL": "not-a-url"})
+    assert_one_line_error(result, "ADS_DATABASE_URL", "not a database URL")
+
+
+def test_database_that_refuses_connections_fails_fast(small_bank: Path, tmp_path: Path) -> None:
+    url = f"postgresql://ads:secret@127.0.0.1:{free_port()}/ads"
+    started = time.monotonic()
+    result = ads("run", "--source", str(small_bank), home=tmp_path / "home", env={"ADS_DATABASE_URL": url})
+    message = assert_one_line_error(result, "cannot connect", "127.0.0.1")
+    assert "secret" not in message
+    assert time.monotonic() - started < 30
+
+
+def test_s3_output_without_credentials(small_bank: Path, tmp_path: Path) -> None:
+    no_credentials: dict[str, str | None] = {
+        name: None
+        for name in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        )
+    }
+    no_credentials |= {
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    started = time.monotonic()
+    result = ads(
+        "run", "--source", str(small_bank), "--output", "s3://ads-nowhere/x", home=tmp_path, env=no_credentials
+    )
+    assert_one_line_error(result, "no AWS credentials", "s3://ads-nowhere/x")
+    assert time.monotonic() - started < 30
+
+
+def test_s3_endpoint_that_cannot_be_reached(small_bank: Path, tmp_path: Path, s3_endpoint: str) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    result = ads(
+        "run",
+        "--source",
+        str(small_bank),
+        "--output",
+        "s3://ads-bucket/x",
+        home=tmp_path,
+        env={"ADS_S3_ENDPOINT_URL": endpoint},
+    )
+    assert_one_line_error(result, "cannot reach the S3 endpoint", endpoint)
+
+
+def test_s3_bucket_that_does_not_exist(small_bank: Path, tmp_path: Path, s3_endpoint: str) -> None:
+    result = ads("run", "--source", str(small_bank), "--output", "s3://ads-no-such-bucket/x", home=tmp_path)
+    assert_one_line_error(result, "no bucket ads-no-such-bucket")
+
+
+def test_s3_output_is_checked_with_the_bucket(s3_bucket: str) -> None:
+    from ads_assets.environment import check_s3_output
+
+    check_s3_output(f"s3://{s3_bucket}/runs/ads")
+
+
+def test_wrong_header_is_one_line_and_the_source_is_not_remembered(small_bank: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad_bank"
+    bad.mkdir()
+    for path in small_bank.iterdir():
+        if path.is_file():
+            (bad / path.name).write_bytes(path.read_bytes())
+    lines = (bad / "account.asc").read_text().splitlines(keepends=True)
+    (bad / "account.asc").write_text('"account_id";"branch";"frequency";"date"\n' + "".join(lines[1:]))
+    home = tmp_path / "home"
+    home.mkdir()
+    remembered = {"source": str(small_bank), "output": str(tmp_path / "out"), "months": "1996-01:1996-02"}
+    (home / "state.json").write_text(json.dumps(remembered))
+
+    result = ads("run", "--source", str(bad), "--output", str(tmp_path / "never" / "out"), home=home)
+    assert_one_line_error(result, "account.asc", "expected the header")
+    assert not (tmp_path / "never").exists(), "checking the output leaves no folder behind"
+    dev = ads("dev", "--source", str(bad), home=home)
+    assert_one_line_error(dev, "account.asc")
+    assert json.loads((home / "state.json").read_text()) == remembered
+
+
+def test_folder_in_neither_format(tmp_path: Path) -> None:
+    (tmp_path / "nothing").mkdir()
+    result = ads("run", "--source", str(tmp_path / "nothing"), home=tmp_path / "home")
+    assert_one_line_error(result, "no Berka files")
+
+
+def test_bad_options_are_one_line(small_bank: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert_one_line_error(ads("run", "--source", str(small_bank), "--months", "1996-13", home=home), "--months")
+    assert_one_line_error(
+        ads("run", "--source", str(small_bank), "--months", "1999-01:1999-02", home=home),
+        "outside the source's months 1996-01:1996-02",
+    )
+    assert_one_line_error(ads("run", "--source", str(small_bank), "--retrain-every", "0", home=home), "--retrain-every")
+    assert_one_line_error(
+        ads("run", "--source", str(small_bank), "--output", "/proc/ads-output", home=home), "cannot write"
+    )
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = ads("--debug", "run", "--source", str(tmp_path / "missing"), home=tmp_path / "home")
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and result.stderr.strip().splitlines()[-1].startswith("ads: error:")
+
+
+# --- end to end ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small bank in the fin_* format: 400 accounts over 4 months, 1 % anomalies."""
     folder = tmp_path_factory.mktemp("generated")
     result = ads(
         "generate",
         "--out",
         str(folder),
         "--accounts",
-        "60",
+        "400",
         "--start",
         "1993-01",
         "--end",
-        "1993-06",
+        "1993-04",
         "--format",
         "fin",
         "--seed",
@@ -68,31 +439,100 @@ def test_generate_writes_eight_relations_and_labels(generated: Path) -> None:
     assert len(labels) > 1
 
 
-def test_run_twice_is_idempotent_and_reports(generated: Path, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    first = ads("run", "--source", str(generated), "--output", str(tmp_path / "out"), home=home)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "succeeded" in first.stdout and "raw.fin_trans" in first.stdout
+@dataclass
+class Built:
+    home: Path
+    output: Path
+    source: Path
+    result: subprocess.CompletedProcess
+    started: datetime
+    source_tree: dict[str, float]
 
-    def counts() -> dict[str, int]:
-        with connect(embedded_postgres(home / "pgdata")) as connection, connection.cursor() as cursor:
-            rows = {name: table_count(cursor, raw_table(RELATIONS[name])) for name in LOAD_ORDER}
-            rows["quarantine"] = table_count(cursor, QUARANTINE_TABLE)
-            rows["runs"] = table_count(cursor, "runs")
-            return rows
 
-    after_first = counts()
-    trans_lines = sum(1 for _ in (generated / "fin_trans.tsv").open())
-    assert after_first["trans"] + after_first["quarantine"] == trans_lines
-    assert after_first["account"] == 60
-    assert after_first["runs"] == 1
+def source_tree_files() -> dict[str, float]:
+    """Every file of the dbt project and the suites in the source tree, with its modification time."""
+    return {
+        str(path): path.stat().st_mtime
+        for folder in (REPO / "dbt_project", REPO / "expectations")
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
 
-    assert_published_outputs(home, tmp_path / "out", after_first["trans"])
 
-    second = ads("run", "--source", str(generated), "--output", str(tmp_path / "out"), home=home)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    after_second = counts()
-    assert after_second == {**after_first, "runs": 2}
+@pytest.fixture(scope="module")
+def built(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """One `ads run` of the small bank in a fresh ADS_HOME, shared by the end-to-end tests below."""
+    root = tmp_path_factory.mktemp("built")
+    before = source_tree_files()
+    started = datetime.now(UTC)
+    home = new_home("built")
+    result = ads("run", "--source", str(generated), "--output", str(root / "out"), home=home)
+    return Built(home, root / "out", generated, result, started, before)
+
+
+def db_counts(home: Path) -> dict[str, int]:
+    with connect(embedded_postgres(home / "pgdata")) as connection, connection.cursor() as cursor:
+        rows = {name: table_count(cursor, raw_table(RELATIONS[name])) for name in LOAD_ORDER}
+        rows["quarantine"] = table_count(cursor, QUARANTINE_TABLE)
+        rows["runs"] = table_count(cursor, "runs")
+        rows["scores"] = table_count(cursor, SCORES_TABLE)
+        return rows
+
+
+def test_run_prints_a_short_plain_summary(built: Built) -> None:
+    result = built.result
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr == ""
+    out = result.stdout
+    lines = out.splitlines()
+    assert len(lines) <= MAX_SUMMARY_LINES, out
+    assert "\x1b" not in out
+    assert "succeeded" in out and "raw.fin_trans" in out and "anomaly.transaction_scores" in out
+    for stage in ("ingest", "raw checks", "features (dbt)", "feature checks", "train models", "score and explain"):
+        assert re.search(rf"\] {re.escape(stage)}: .*ok in ", out), stage
+    table = out[out.index("\nstage ") :]
+    assert re.search(r"\n  total +[\d.]+ (s|min)", table)
+    report = (built.output / "quality" / "index.html").resolve()
+    assert f"data-quality report: {report.as_posix()}" in out
+    assert 'ads psql -c "SELECT' in out
+    assert "duckdb -c" in out and f"{built.output}/transaction_scores/" in out
+    assert lines[-1].startswith("open the UI:") and "ads dev" in lines[-1] and "http://127.0.0.1:3000" in lines[-1]
+
+    log = Path(re.search(r"logs in (\S+\.log)", out).group(1))
+    assert log.parent == built.home / "logs"
+    logged = log.read_text()
+    assert re.search(r"\d+ of \d+ OK created", logged), "dbt's lines go to the log"
+    assert "\x1b" not in logged
+
+
+def test_run_keeps_its_state_in_ads_home(built: Built) -> None:
+    assert built.result.returncode == 0
+    assert source_tree_files() == built.source_tree, "nothing is written into dbt_project/ or expectations/"
+    target = built.home / "dbt" / "target"
+    assert (target / "manifest.json").is_file() and (target / "partial_parse.msgpack").is_file()
+    assert [path for path in target.iterdir() if path.is_dir() and path.name.startswith("dbt_")]
+    assert (built.home / "state.json").is_file()
+
+
+def test_run_publishes_scores_and_parquet(built: Built) -> None:
+    assert built.result.returncode == 0
+    counts = db_counts(built.home)
+    trans_lines = sum(1 for _ in (built.source / "fin_trans.tsv").open())
+    assert counts["trans"] + counts["quarantine"] == trans_lines
+    assert counts["account"] == 400 and counts["runs"] == 1
+    assert_published_outputs(built.home, built.output, counts["trans"])
+
+
+def test_data_docs_hold_named_runs_and_the_feature_table_offline(built: Built) -> None:
+    assert built.result.returncode == 0
+    site = built.output / "quality"
+    assert_offline_site(site)
+    run_id = re.search(r"ADS run (\S+): succeeded", built.result.stdout).group(1)
+    assert sorted(path.name for path in (site / "validations" / "raw" / "fin_trans").iterdir()) == [run_id]
+    features = list((site / "validations" / "marts" / "fct_transaction_features").rglob("*.html"))
+    assert len(features) == 4
+    page = features[0].read_text(encoding="utf-8")
+    assert "__none__" not in page and run_id in page
 
 
 def assert_published_outputs(home: Path, output: Path, transactions: int) -> None:
@@ -121,13 +561,111 @@ def assert_published_outputs(home: Path, output: Path, transactions: int) -> Non
     assert len(OutputStore(str(output)).read_table("missing_payments")) == missing
 
 
+def test_rescoring_a_window_with_another_cadence(built: Built) -> None:
+    """`--months` reruns only those months, `--retrain-every` reaches the models' run config, counts stay."""
+    assert built.result.returncode == 0
+    before = db_counts(built.home)
+    started = datetime.now(UTC)
+    result = ads(
+        "run",
+        "--source",
+        str(built.source),
+        "--output",
+        str(built.output),
+        "--months",
+        "1993-02:1993-03",
+        "--retrain-every",
+        "1",
+        home=built.home,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "months 1993-02..1993-03" in result.stdout
+    assert db_counts(built.home) == {**before, "runs": before["runs"] + 1}
+    with connect(embedded_postgres(built.home / "pgdata")) as connection:
+        scored = dict(connection.execute(f"SELECT month, max(scored_at) FROM {SCORES_TABLE} GROUP BY month"))
+        run_body = connection.execute("SELECT run_body FROM runs ORDER BY create_timestamp DESC LIMIT 1").fetchone()[0]
+    assert {month for month, at in scored.items() if at > started} == {"1993-02", "1993-03"}
+    run_config = json.loads(run_body)["run_config"]
+    assert run_config["ops"]["detection__anomaly_models"]["config"] == {"retrain_every_months": 1}
+    runs = list((built.output / "quality" / "validations" / "raw" / "fin_trans").iterdir())
+    assert len(runs) == 2, "the Data Docs keep the earlier run"
+
+
+def test_ads_psql_queries_the_embedded_database(built: Built) -> None:
+    assert built.result.returncode == 0
+    stop_embedded_postgres(built.home / "pgdata")
+    result = ads("psql", "-At", "-c", "SELECT count(*) > 0 FROM anomaly.transaction_scores", home=built.home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "t"
+    assert not embedded_postgres_running(built.home / "pgdata")
+
+
+def test_ads_dev_passes_its_options_to_dagster_and_stops_postgres_on_ctrl_c(built: Built) -> None:
+    assert built.result.returncode == 0
+    stop_embedded_postgres(built.home / "pgdata")
+    state = (built.home / "state.json").read_text()
+    port = free_port()
+    environment = {**os.environ, "ADS_HOME": str(built.home)}
+    environment.pop("DAGSTER_HOME", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ads_assets.cli", "dev", "-h", "127.0.0.1", "-p", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        answered = False
+        while time.monotonic() < deadline and process.poll() is None and not answered:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as response:
+                    answered = response.status == 200
+            except OSError:
+                time.sleep(2)
+        assert answered, "the Dagster UI did not answer on the host and port given to `ads dev`"
+        assert embedded_postgres_running(built.home / "pgdata")
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=180)
+    assert process.returncode == 130, err[-3000:]
+    assert "stopped the embedded Postgres" in err
+    assert not embedded_postgres_running(built.home / "pgdata")
+    assert (built.home / "state.json").read_text() == state
+
+
+def test_a_failed_step_names_its_error_and_counts_only_this_run(built: Built) -> None:
+    """A load that fails in its step: the summary names the error, lists what did not run, counts this run only."""
+    assert built.result.returncode == 0
+    target = embedded_postgres(built.home / "pgdata")
+    with connect(target, autocommit=True) as connection:
+        connection.execute("ALTER TABLE raw.fin_trans ADD CONSTRAINT ads_test_broken CHECK (amount < 0) NOT VALID")
+    try:
+        result = ads("run", "--source", str(built.source), "--output", str(built.output), home=built.home)
+    finally:
+        with connect(target, autocommit=True) as connection:
+            connection.execute("ALTER TABLE raw.fin_trans DROP CONSTRAINT ads_test_broken")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr == ""
+    out = result.stdout
+    assert "FAILED after" in out
+    assert re.search(r"failed step raw__fin_trans \(ingest\): CheckViolation: .*ads_test_broken", out), out
+    assert re.search(r"did not run \(\d+ steps\): \w", out), out
+    assert re.search(r"\] ingest: .*FAILED in", out) and re.search(r"\] raw checks: .*steps did not run, ok in", out)
+    assert "raw.fin_account 400" in out
+    assert "raw.fin_trans (not written: failed)" in out
+    assert "anomaly.transaction_scores (not written" in out
+    assert len(out.splitlines()) <= MAX_SUMMARY_LINES + 3
+
+
 def test_run_publishes_parquet_and_data_docs_to_s3(generated: Path, tmp_path: Path, s3: Any, s3_bucket: str) -> None:
     """`ads run --output s3://...` against moto: the endpoint and credentials reach it through the environment."""
-    home = tmp_path / "home"
+    home = new_home("s3")
     output = f"s3://{s3_bucket}/runs/ads"
     result = ads("run", "--source", str(generated), "--output", output, home=home)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"outputs: {output}" in result.stdout
+    assert f"data-quality report: {output}/quality/index.html" in result.stdout
 
     with connect(embedded_postgres(home / "pgdata")) as connection:
         months = sorted(row[0] for row in connection.execute("SELECT DISTINCT month FROM anomaly.transaction_scores"))
@@ -145,7 +683,11 @@ def test_run_publishes_parquet_and_data_docs_to_s3(generated: Path, tmp_path: Pa
     for table in ("transaction_scores", "missing_payments"):
         assert {f"runs/ads/{table}/month={month}/part-0.parquet" for month in months} <= keys
     assert "runs/ads/quality/index.html" in keys
-    assert s3.head_object(Bucket=s3_bucket, Key="runs/ads/quality/index.html")["ContentType"].startswith("text/html")
+    assert "runs/ads/quality/static/vendor/css/bootstrap.min.css" in keys
+    assert not [key for key in keys if ".ads-write-check" in key]
+    index = s3.get_object(Bucket=s3_bucket, Key="runs/ads/quality/index.html")
+    assert index["ContentType"].startswith("text/html")
+    assert not REMOTE_ASSET.search(index["Body"].read().decode("utf-8"))
 
     filesystem = pafs.S3FileSystem(endpoint_override=s3_endpoint_url(), region=s3_region())
     month_partitioning = ds.partitioning(pa.schema([("month", pa.string())]), flavor="hive")
@@ -161,9 +703,18 @@ def test_run_publishes_parquet_and_data_docs_to_s3(generated: Path, tmp_path: Pa
 
 
 def comparable(column: str, value: Any) -> Any:
-    """A value as both stores should hold it: JSON text parsed, numerics as float, instants in UTC."""
+    """A value as both stores should hold it: JSON text parsed, Parquet maps (lists of key-value pairs) as
+    mappings, empty collections alike, numerics as float (-0.0 as 0.0), instants in UTC."""
     if column == "reasons" and isinstance(value, str):
         return json.loads(value)
+    if isinstance(value, list) and value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
+        value = dict(value)
+    if isinstance(value, dict | list) and not value:
+        return []
+    if isinstance(value, dict):
+        return {key: comparable(key, item) for key, item in value.items()}
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 and 0.0 alike
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, datetime):
@@ -177,11 +728,3 @@ def comparable_rows(rows: list[dict[str, Any]]) -> list[str]:
         json.dumps({column: comparable(column, value) for column, value in row.items()}, sort_keys=True, default=str)
         for row in rows
     )
-
-
-def test_run_on_a_folder_in_neither_format_is_a_one_line_error(tmp_path: Path) -> None:
-    (tmp_path / "nothing").mkdir()
-    result = ads("run", "--source", str(tmp_path / "nothing"), home=tmp_path / "home")
-    assert result.returncode == 2
-    message = result.stderr.strip()
-    assert message.startswith("ads: error:") and "\n" not in message

@@ -8,7 +8,13 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from ads_assets.defs.dbt.project import dbt_project, ensure_manifest, ensure_partial_parse
+from ads_assets.defs.dbt.project import (
+    dbt_project,
+    ensure_manifest,
+    ensure_partial_parse,
+    prune_invocation_folders,
+    target_folder,
+)
 from ads_assets.defs.partitions import monthly_partitions
 from ads_assets.defs.resources import PostgresResource
 
@@ -63,11 +69,17 @@ def _run_dbt(
     `window` ({"min_date", "max_date"}) reaches the feature mart as ADS_FEATURES_MIN_DATE /
     ADS_FEATURES_MAX_DATE rather than --vars: dbt re-parses the whole project for any new --vars
     value, but reads these only at run time, so a partition run parses nothing.
+
+    dbt's files go to the project's target folder in ADS_HOME (DBT_TARGET_PATH, which dagster-dbt reads for
+    the saved parse and for each invocation's own folder); older invocation folders are pruned first. dbt's
+    log lines carry no colour codes: they go to a log file unless `ads run --verbose` shows them.
     """
     os.environ.update(postgres.dbt_env())
     ensure_partial_parse(os.environ, dbt_project)
+    prune_invocation_folders(dbt_project)
     window_env = {f"ADS_FEATURES_{name.upper()}": value for name, value in (window or {}).items()}
-    with _environment({"ADS_FEATURES_MIN_DATE": "", "ADS_FEATURES_MAX_DATE": "", **window_env}):
+    dbt_env = {"DBT_TARGET_PATH": str(target_folder(dbt_project)), "DBT_USE_COLORS": "false"}
+    with _environment({"ADS_FEATURES_MIN_DATE": "", "ADS_FEATURES_MAX_DATE": "", **window_env, **dbt_env}):
         invocation = dbt.cli(["build"], context=context)
     yield from invocation.stream()
 

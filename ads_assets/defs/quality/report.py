@@ -3,26 +3,28 @@
 import dagster as dg
 
 from ads_assets.defs.ingest.assets import raw_asset_key
-from ads_assets.defs.io_managers import OutputStoreResource
-from ads_assets.defs.resources import PostgresResource
+from ads_assets.defs.resources import OutputStoreResource, PostgresResource
 from ads_assets.lib.berka.schema import LOAD_ORDER
 from ads_assets.lib.quality.report import QualityReport, publish_quality_report
 
 QUALITY_REPORT_KEY = dg.AssetKey(["quality", "report"])
+FEATURE_TABLE_KEY = dg.AssetKey(["marts", "fct_transaction_features"])
+"""The feature table: the report follows it, and so its blocking checks, to include the feature validations."""
 
 
 @dg.asset(
     key=QUALITY_REPORT_KEY,
-    deps=[raw_asset_key(name) for name in LOAD_ORDER],
+    deps=[*(raw_asset_key(name) for name in LOAD_ORDER), FEATURE_TABLE_KEY],
     group_name="quality",
     kinds={"great_expectations", "html", "postgres", "s3"},
     description=(
-        "Data-quality report of the run: GX Data Docs (static HTML) of every suite and of this run's validation "
-        "results, rebuilt into `{output}/quality/` (a local folder, or uploaded to `s3://bucket/prefix/quality/` "
-        "with each page's Content-Type) and linked from this asset's metadata, with a summary of "
-        "`quality.check_results` (run, asset, partition, check, success, observed value, time) for dashboards. "
-        "Runs after the blocking checks of the raw relations; when one fails, the failing check publishes the "
-        "report itself."
+        "Data-quality report of the run: GX Data Docs (static HTML that works offline, its styles and scripts "
+        "bundled) of every suite and of the validation results of this run and the runs before it (the raw "
+        "relations and the feature table, each run under its name), rebuilt into `{output}/quality/` (a local "
+        "folder, or uploaded to `s3://bucket/prefix/quality/` with each page's Content-Type) and linked from "
+        "this asset's metadata, with a summary of `quality.check_results` (run, asset, partition, check, "
+        "success, observed value, time) for dashboards. Runs after the blocking checks of the raw relations and "
+        "of the feature table; when one fails, the failing check publishes the report itself."
     ),
 )
 def quality_report(
