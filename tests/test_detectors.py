@@ -227,7 +227,7 @@ def test_a_weak_rule_adds_to_ml_support_and_never_ranks_on_its_own() -> None:
     assert combine(np.zeros(1), some_ml, np.zeros(1))[0] > combine(rules[:1], quiet_ml, severity[:1])[0]
 
 
-def test_a_short_history_trains_on_its_most_recent_weeks_never_on_the_scored_month() -> None:
+def test_a_short_history_trains_on_its_most_recent_weeks_and_a_small_start_is_a_cold_start() -> None:
     months = [date(1997, month, 1) for month in (6, 7, 8, 9, 10, 11)]
     monthly_rows = {month: 3_000 for month in months}
     plan = training_windows(months, date(1997, 6, 5), monthly_rows, every=3)
@@ -239,6 +239,11 @@ def test_a_short_history_trains_on_its_most_recent_weeks_never_on_the_scored_mon
     assert plan[date(1997, 8, 1)] == TrainingWindow(date(1996, 8, 1), date(1997, 8, 1))
     assert plan[date(1997, 9, 1)] == TrainingWindow(date(1996, 9, 1), date(1997, 9, 1))
     assert plan[date(1997, 10, 1)] == plan[date(1997, 11, 1)] == TrainingWindow(date(1996, 10, 1), date(1997, 10, 1))
+    small = training_windows(months, date(1997, 6, 5), dict.fromkeys(months, 700), every=3)
+    assert (
+        small[date(1997, 6, 1)] == small[date(1997, 8, 1)] == TrainingWindow(date(1997, 6, 1), date(1997, 9, 1), True)
+    )
+    assert small[date(1997, 9, 1)] == TrainingWindow(date(1996, 9, 1), date(1997, 9, 1))
     rich = training_windows(months[1:], date(1990, 1, 1), dict.fromkeys(months, 60_000), every=3)
     assert rich[date(1997, 8, 1)] == rich[date(1997, 9, 1)] == TrainingWindow(date(1996, 7, 1), date(1997, 7, 1))
 

@@ -7,9 +7,10 @@ on the `training_months` months before that one. Where that window holds too lit
 month), the month gets a model of its own, trained on everything before it, which is the most recent
 data there is. Either way no month is scored by a model that saw it or anything later.
 
-The one exception is a month with no earlier data at all: the first month of the data. It is a cold
-start, scored transductively by a model trained on that month itself (and the months after it, up
-to `training_months`, where the first month holds fewer than `min_cold_start_rows` rows);
+The one exception is a month with too little before it to learn from: the data's first month, and the
+first months of a small bank while fewer than `min_cold_start_rows` rows precede them. Such a month
+is a cold start, scored transductively by a model trained on the data from its own month on (as many
+months as it takes to hold `min_cold_start_rows` rows, at most `training_months`);
 `TrainingWindow.cold_start` says so and the assets report it.
 """
 
@@ -72,11 +73,12 @@ def training_windows(
     plan: dict[date, TrainingWindow] = {}
     for month in months:
         month = month.replace(day=1)
-        if first_day >= month:
+        if first_day >= month or _rows(monthly_rows, date.min, month) < min_cold_start_rows:
+            start = max(first_day.replace(day=1), shift_months(month, 1 - training_months))
             end = shift_months(month, 1)
-            while end < shift_months(month, training_months) and _rows(monthly_rows, month, end) < min_cold_start_rows:
+            while end < shift_months(start, training_months) and _rows(monthly_rows, start, end) < min_cold_start_rows:
                 end = shift_months(end, 1)
-            plan[month] = TrainingWindow(month, end, cold_start=True)
+            plan[month] = TrainingWindow(start, end, cold_start=True)
             continue
         retrain = retrain_month(month, every)
         window = TrainingWindow(shift_months(retrain, -training_months), retrain)
