@@ -213,6 +213,7 @@ def _generate(args: argparse.Namespace) -> int:
     if not 0 <= args.anomaly_rate < 1:
         raise SettingsError(f"--anomaly-rate must be in [0, 1), not {args.anomaly_rate}")
     config = GeneratorConfig(
+        shape=args.shape,
         accounts=args.accounts,
         start=args.start,
         end=args.end,
@@ -438,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--end", default=DEFAULT_MONTHS[1], metavar="YYYY-MM", help="last month")
     generate.add_argument("--format", choices=["asc", "fin"], default="asc", help="PKDD'99 .asc or fin_*.tsv files")
     generate.add_argument("--seed", type=int, default=0, help="random seed")
+    generate.add_argument(
+        "--shape",
+        choices=["berka", "retail"],
+        default="berka",
+        help="berka: calibrated to PKDD'99; retail: tens of small payments a month to many merchants",
+    )
     generate.add_argument(
         "--anomaly-rate",
         type=float,
