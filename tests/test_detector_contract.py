@@ -40,7 +40,10 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def fitted(frames) -> dict[str, Detector]:
     train, _, _ = frames
-    return {name: small(name).fit(train) for name in DETECTORS}
+    detectors = {name: small(name) for name in DETECTORS}
+    for detector in detectors.values():
+        assert detector.fit(train) is detector
+    return detectors
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
