@@ -84,6 +84,9 @@ def _clause(feature: str, row: pd.Series, kind: str, value: float, typical: floa
             else f"{kind} of {amount} after {plural(value, kind)} in the previous 90 days"
         ),
         "same_day_kind_count": lambda: f"{plural(value, kind)} by this account on {date}",
+        "day_kind_count_vs_usual": lambda: (
+            f"{plural(value, kind)} by this account on {date}, against {typical:,.2f} on its usual day"
+        ),
         "same_day_count": lambda: (
             f"{kind} of {amount}, one of {plural(value, 'transaction')} by this account on {date}"
         ),

@@ -202,6 +202,11 @@ def _same_day_kind(frame: pd.DataFrame) -> np.ndarray:
     return np.log(same_day_kind_count(frame))
 
 
+def _day_kind_count(frame: pd.DataFrame) -> np.ndarray:
+    usual = np.nan_to_num(numeric(frame, "kind_txn_count_90d"), nan=0.0) / 90.0
+    return np.log(numeric(frame, "same_day_kind_count") / (1.0 + usual))
+
+
 def _same_day(frame: pd.DataFrame) -> np.ndarray:
     return np.log(np.fmax(numeric(frame, "txn_count_day"), 1.0))
 
@@ -364,6 +369,13 @@ MODEL_FEATURES: tuple[ModelFeature, ...] = (
         "same_day_kind_count",
         "transactions of this kind by the account that day",
         _same_day_kind,
+        "same_day_kind_count",
+        "kind_daily_rate_90d",
+    ),
+    ModelFeature(
+        "day_kind_count_vs_usual",
+        "transactions of this kind by the account that day vs its usual day",
+        _day_kind_count,
         "same_day_kind_count",
         "kind_daily_rate_90d",
     ),
