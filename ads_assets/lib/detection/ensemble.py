@@ -45,6 +45,7 @@ import pandas as pd
 from .base import Detector, NotFittedError, numeric
 from .calibration import TailCalibrator
 from .features import with_frame_context
+from .pipelines import FeatureDetector
 from .registry import build_detector
 from .rules import CERTAIN, UNCERTAIN_MAX, RuleReport, RuleSet
 
@@ -204,6 +205,15 @@ class EnsembleDetector:
         self.training_flagged_rate_ = float(np.mean(CERTAIN * self._ml_part(reference_evidence) >= self.threshold))
         return self
 
+    def _with_peers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` with the peer columns, looked up once for every detector that judges against peers.
+
+        The detectors of one ensemble learn their peers from the same training rows, so the first one's
+        lookup serves them all (a frame that carries the peer columns is not looked up again).
+        """
+        judges = [detector for detector in self.detectors if isinstance(detector, FeatureDetector)]
+        return judges[0].context(frame) if judges else frame
+
     def _workers(self) -> int:
         """Threads for fitting and scoring the detectors side by side: one per detector, at most one per core."""
         return max(1, min(len(self.detectors), os.cpu_count() or 1))
@@ -212,6 +222,7 @@ class EnsembleDetector:
         self, frame: pd.DataFrame, history: pd.DataFrame | None
     ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Weighted mean of the detectors' evidence, and each detector's calibrated score and evidence."""
+        frame = self._with_peers(frame)
         total = np.zeros(len(frame))
         weight_sum = 0.0
         scores: dict[str, np.ndarray] = {}

@@ -33,6 +33,8 @@ PEER_COLUMNS = (
     "payee_payers",
     "payee_log_amount_median",
 )
+PAIR_BASE = 1_000_000
+"""Kind code times this plus district id plus one: one integer per (kind, district) pair."""
 MIN_SPREAD = 0.25
 """log units: the narrowest spread a peer group is given (amounts of one kind vary by at least ~25 %)."""
 
@@ -102,9 +104,11 @@ class PeerProfile:
         codes, uniques = pd.factorize(kinds)
         shares = np.asarray([self.kind_share_.get(kind, 0.0) for kind in uniques] + [0.0], dtype=np.float64)
         out["kind_share"] = shares[codes]
-        pairs, pair_uniques = pd.factorize(pd.MultiIndex.from_arrays([kinds, _district(frame)]))
-        district_level = self.peer_stats_.reindex(pair_uniques)
-        kind_level = self.kind_stats_.reindex(pair_uniques.get_level_values(0))
+        pairs, keys = pd.factorize(codes.astype(np.int64) * PAIR_BASE + _district(frame) + 1)
+        pair_kinds = np.asarray(uniques, dtype=object)[keys // PAIR_BASE] if len(keys) else np.zeros(0, dtype=object)
+        pair_index = pd.MultiIndex.from_arrays([pair_kinds, keys % PAIR_BASE - 1])
+        district_level = self.peer_stats_.reindex(pair_index)
+        kind_level = self.kind_stats_.reindex(pair_kinds)
         for column, source in (("peer_log_amount_median", "median"), ("peer_log_amount_spread", "spread")):
             chosen = np.where(
                 district_level[source].notna().to_numpy(),
