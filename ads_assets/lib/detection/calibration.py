@@ -5,7 +5,9 @@ exponential model of their upper tail. `cdf(raw)` is then the share of the refer
 `raw` (linear between grid points) and, above the reference's (1 - tail) quantile q, the fitted tail
 1 - tail * exp(-(raw - q) / scale), which keeps growing beyond the largest reference score instead of
 saturating at 1. The tail is computed in log space and never clipped, so `evidence` has no ceiling and
-keeps the order of the strongest rows: no two raw scores that differ share the maximum evidence. The map is fixed once fitted: the same raw score gets the same calibrated score in
+keeps the order of the strongest rows: no two raw scores that differ share the maximum evidence. The share is
+inclusive (the reference rows scoring at least as high), so a reference that is one repeated value
+gives that value no evidence at all. The map is fixed once fitted: the same raw score gets the same calibrated score in
 every month, unlike a min-max of the scored batch, so months are comparable and a quiet month stays
 quiet. `evidence(raw)` = -log10(1 - cdf(raw)) is the same thing on an additive scale (3 = as rare as
 1 row in 1,000 of the reference).
@@ -34,6 +36,7 @@ class TailCalibrator:
     """The smallest tail scale, in raw units: a reference whose top is one repeated value gets this slope."""
     values_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     probabilities_: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """The share of the reference strictly below each of `values_`."""
     tail_start_: float = 0.0
     tail_scale_: float = 1.0
     reference_size_: int = 0
@@ -48,10 +51,9 @@ class TailCalibrator:
             reference = reference[: max(1, int(np.ceil(len(reference) * (1.0 - self.trim))))]
         probabilities = np.linspace(0.0, 1.0, self.grid_size)
         quantiles = np.quantile(reference, probabilities)
-        right = np.searchsorted(reference, quantiles, side="right") / len(reference)
-        values, last = np.unique(quantiles[::-1], return_index=True)
+        values = np.unique(quantiles)
         self.values_ = values
-        self.probabilities_ = np.maximum.accumulate(right[::-1][last])
+        self.probabilities_ = np.searchsorted(reference, values, side="left") / len(reference)
         self.tail_start_ = float(np.quantile(reference, 1.0 - self.tail))
         excess = reference[reference > self.tail_start_] - self.tail_start_
         spread = float(np.std(reference)) or 1.0
@@ -71,6 +73,10 @@ class TailCalibrator:
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             beyond = np.log10(start) - (raw - self.tail_start_) / (self.tail_scale_ * np.log(10.0))
             inside = np.log10(np.clip(below, 1.0 / (self.reference_size_ + 1), 1.0))
+            unseen = -np.log10(self.reference_size_ + 1.0) - (raw - self.values_[-1]) / (
+                self.tail_scale_ * np.log(10.0)
+            )
+        beyond = np.where(raw > self.values_[-1], np.minimum(beyond, unseen), beyond)
         return np.minimum(np.where(raw > self.tail_start_, beyond, inside), 0.0)
 
     def tail_probability(self, raw: np.ndarray) -> np.ndarray:
