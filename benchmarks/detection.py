@@ -18,7 +18,9 @@ overall, side by side from one run:
   ensemble (rows per second, without reasons), the seconds the reasons of one month take, and the
   peak memory of this process.
 
-Exit status 1 when a target is missed. `--keep DIR` keeps the work folder and reuses its feature
+Exit status 1 when a target is missed. The AP and leave-one-kind-out targets are the Berka shape's;
+on the retail shape, whose frauds no rule was written for, the targets are to stay above the plain
+forest, the throughput and the memory. `--keep DIR` keeps the work folder and reuses its feature
 table on the next run with the same arguments.
 
 Usage::
@@ -455,14 +457,15 @@ def run(args: argparse.Namespace, work: Path) -> int:
 
     overall = {name: result.loc["overall", "ap"] for name, result in results.items()}
     checks = {
-        f"ensemble AP >= {TARGETS['ap_ensemble']}": overall["ensemble"] >= TARGETS["ap_ensemble"],
-        f"ML part AP >= {TARGETS['ap_ml']}": overall["ml"] >= TARGETS["ap_ml"],
         "ensemble AP >= the plain raw-column Isolation Forest's": overall["ensemble"] >= overall["raw IF"],
         f"throughput >= {TARGETS['rows_per_second']:,} rows/s": rows_per_second >= TARGETS["rows_per_second"],
         f"reasons for one month < {TARGETS['explain_seconds']:.0f} s": explain_seconds < TARGETS["explain_seconds"],
         f"peak memory < {TARGETS['peak_gib']:.0f} GiB": peak < TARGETS["peak_gib"],
     }
-    if leave_one_out:
+    if args.shape == "berka":
+        checks[f"ensemble AP >= {TARGETS['ap_ensemble']}"] = overall["ensemble"] >= TARGETS["ap_ensemble"]
+        checks[f"ML part AP >= {TARGETS['ap_ml']}"] = overall["ml"] >= TARGETS["ap_ml"]
+    if leave_one_out and args.shape == "berka":
         checks[f"leave one kind out: ML top-1 % recall >= {TARGETS['leave_one_out_recall']} on every kind"] = (
             min(leave_one_out.values()) >= TARGETS["leave_one_out_recall"]
         )
