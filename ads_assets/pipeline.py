@@ -322,7 +322,23 @@ class RunProgress(logging.Handler):
             models = sum(len(self.materialized[key]) for key in keys)
             return f"{models} models, {len(checks) - failed_checks} dbt tests passed, {failed_checks} failed"
         if stage == "train models":
-            return f"{len(self.models_for)} models for {len(self.months_modelled)} months"
+            models, months = len(self.models_for), len(self.months_modelled)
+            detail = f"{models} model{'s' * (models != 1)} for {months} month{'s' * (months != 1)}"
+            cold = sorted(
+                {
+                    str(month)
+                    for key in keys
+                    for events in self.materialized.get(key, {}).values()
+                    for metadata in events
+                    for month in metadata.get("cold_start_months") or []
+                }
+            )
+            if cold:
+                detail += (
+                    f"; cold start for {cold[0]}..{cold[-1]}: too little earlier data, so scored by a model "
+                    "trained on those months themselves"
+                )
+            return detail
         if stage == "score and explain":
             rows = sum(self.metric(key, "dagster/row_count") or 0 for key in keys)
             flagged = sum(self.metric(key, "flagged") or 0 for key in keys)
