@@ -27,7 +27,7 @@ from tests.test_detectors import build_feature_mart
 from tests.test_registry import flip_byte
 
 MONTHS = ["1996-08-01", "1996-09-01", "1996-10-01", "1996-11-01"]
-MODEL_CONFIG = {"retrain_every_months": 3, "min_training_rows": 500}
+MODEL_CONFIG = {"retrain_every_months": 3, "min_training_rows": 500, "min_cold_start_rows": 500}
 MODELS_OP = "detection__anomaly_models"
 
 
