@@ -18,7 +18,7 @@ os.environ.setdefault("XDG_RUNTIME_DIR", str(SESSION_ROOT / "runtime"))
 for variable in ("ADS_DATABASE_URL", "ADS_SOURCE", "ADS_OUTPUT", "ADS_MONTHS"):
     os.environ.pop(variable, None)
 
-pytest_plugins = ["tests.s3_server"]
+pytest_plugins = ["tests.s3_server", "tests.end_to_end"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_BERKA = REPO_ROOT.parent / "shared" / "data" / "berka"

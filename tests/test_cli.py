@@ -1,8 +1,10 @@
 """The `ads` command: its help, its one-line errors for each bad input, and the pipeline end to end.
 
 The end-to-end tests share one built pipeline (the `built` fixture: one `ads run` on a small generated
-bank in a fresh ADS_HOME); a second run rescores a window of it, a third fails a step on purpose, and
-`ads dev` and `ads psql` open the same state. One more run publishes to S3 (moto).
+bank in a fresh ADS_HOME); a second run rescores a window of it and a third fails a step on purpose, each on
+a copy of it, and `ads dev` and `ads psql` open the same state. One more run publishes to S3 (moto). The runs
+are made in the background while the other tests run (`tests/end_to_end.py`), and the tests that assert on
+them run last.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -33,38 +33,16 @@ import pytest
 from ads_assets.cli import build_parser, main
 from ads_assets.console import LineTap, Reporter, strip_ansi
 from ads_assets.environment import default_dataset, embedded_postgres_running, stop_embedded_postgres
-from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
+from ads_assets.lib.berka.schema import LOAD_ORDER
 from ads_assets.lib.db import connect, embedded_postgres, table_count
-from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
 from ads_assets.lib.storage import OutputStore, s3_endpoint_url, s3_region
 from ads_assets.lib.tables import MISSING_TABLE, SCORES_TABLE, read_query
 from ads_assets.pipeline import RunSummary, StepOutcome, TableCount, failure_message, stage_of
 from ads_assets.settings import DEFAULT_ANOMALY_RATE, SettingsError, check_months
-from tests.conftest import SESSION_ROOT
+from tests.end_to_end import Built, Rerun, S3Run, ads, db_counts
 
-REPO = Path(__file__).resolve().parents[1]
 MAX_SUMMARY_LINES = 42
 REMOTE_ASSET = re.compile(r"""<(?:script|link)\b[^>]*\b(?:src|href)=["']https?://""", re.IGNORECASE)
-
-
-def ads(
-    *args: str, home: Path, env: dict[str, str | None] | None = None, timeout: int = 900
-) -> subprocess.CompletedProcess:
-    """`ads ARGS` in a subprocess with ADS_HOME=home; `env` adds variables (None removes one)."""
-    environment = {**os.environ, "ADS_HOME": str(home)}
-    environment.pop("DAGSTER_HOME", None)
-    for name, value in (env or {}).items():
-        if value is None:
-            environment.pop(name, None)
-        else:
-            environment[name] = value
-    return subprocess.run(
-        [sys.executable, "-m", "ads_assets.cli", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -76,12 +54,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     for fragment in fragments:
         assert fragment in message, message
     return message
-
-
-def new_home(name: str) -> Path:
-    """A fresh ADS_HOME for an embedded Postgres: outside pytest's basetemp, whose permissions another pytest
-    session resets to 0700 when it starts (cutting the `pgserver` user off its data directory)."""
-    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=SESSION_ROOT))
 
 
 def free_port() -> int:
@@ -405,78 +377,12 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 # --- end to end ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small bank in the fin_* format: 400 accounts over 4 months, 1 % anomalies."""
-    folder = tmp_path_factory.mktemp("generated")
-    result = ads(
-        "generate",
-        "--out",
-        str(folder),
-        "--accounts",
-        "400",
-        "--start",
-        "1993-01",
-        "--end",
-        "1993-04",
-        "--format",
-        "fin",
-        "--seed",
-        "11",
-        "--anomaly-rate",
-        "0.01",
-        home=folder / "unused_home",
-    )
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
 def test_generate_writes_eight_relations_and_labels(generated: Path) -> None:
     names = sorted(path.name for path in generated.glob("*.tsv"))
     assert names == sorted(f"fin_{name}.tsv" for name in LOAD_ORDER)
     labels = (generated / "labels.csv").read_text().splitlines()
     assert labels[0].split(",")[:2] == ["trans_id", "account_id"]
     assert len(labels) > 1
-
-
-@dataclass
-class Built:
-    home: Path
-    output: Path
-    source: Path
-    result: subprocess.CompletedProcess
-    started: datetime
-    source_tree: dict[str, float]
-
-
-def source_tree_files() -> dict[str, float]:
-    """Every file of the dbt project and the suites in the source tree, with its modification time."""
-    return {
-        str(path): path.stat().st_mtime
-        for folder in (REPO / "dbt_project", REPO / "expectations")
-        for path in folder.rglob("*")
-        if path.is_file()
-    }
-
-
-@pytest.fixture(scope="module")
-def built(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """One `ads run` of the small bank in a fresh ADS_HOME, shared by the end-to-end tests below."""
-    root = tmp_path_factory.mktemp("built")
-    before = source_tree_files()
-    started = datetime.now(UTC)
-    home = new_home("built")
-    result = ads("run", "--source", str(generated), "--output", str(root / "out"), home=home)
-    return Built(home, root / "out", generated, result, started, before)
-
-
-def db_counts(home: Path) -> dict[str, int]:
-    with connect(embedded_postgres(home / "pgdata")) as connection, connection.cursor() as cursor:
-        rows = {name: table_count(cursor, raw_table(RELATIONS[name])) for name in LOAD_ORDER}
-        rows["quarantine"] = table_count(cursor, QUARANTINE_TABLE)
-        rows["runs"] = table_count(cursor, "runs")
-        rows["scores"] = table_count(cursor, SCORES_TABLE)
-        return rows
 
 
 def test_run_prints_a_short_plain_summary(built: Built) -> None:
@@ -507,7 +413,7 @@ def test_run_prints_a_short_plain_summary(built: Built) -> None:
 
 def test_run_keeps_its_state_in_ads_home(built: Built) -> None:
     assert built.result.returncode == 0
-    assert source_tree_files() == built.source_tree, "nothing is written into dbt_project/ or expectations/"
+    assert built.source_tree_after == built.source_tree, "nothing is written into dbt_project/ or expectations/"
     target = built.home / "dbt" / "target"
     assert (target / "manifest.json").is_file() and (target / "partial_parse.msgpack").is_file()
     assert [path for path in target.iterdir() if path.is_dir() and path.name.startswith("dbt_")]
@@ -561,33 +467,20 @@ def assert_published_outputs(home: Path, output: Path, transactions: int) -> Non
     assert len(OutputStore(str(output)).read_table("missing_payments")) == missing
 
 
-def test_rescoring_a_window_with_another_cadence(built: Built) -> None:
+def test_rescoring_a_window_with_another_cadence(built: Built, rescored: Rerun | None) -> None:
     """`--months` reruns only those months, `--retrain-every` reaches the models' run config, counts stay."""
     assert built.result.returncode == 0
-    before = db_counts(built.home)
-    started = datetime.now(UTC)
-    result = ads(
-        "run",
-        "--source",
-        str(built.source),
-        "--output",
-        str(built.output),
-        "--months",
-        "1993-02:1993-03",
-        "--retrain-every",
-        "1",
-        home=built.home,
-    )
+    result = rescored.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "months 1993-02..1993-03" in result.stdout
-    assert db_counts(built.home) == {**before, "runs": before["runs"] + 1}
-    with connect(embedded_postgres(built.home / "pgdata")) as connection:
+    assert db_counts(rescored.home) == {**rescored.before, "runs": rescored.before["runs"] + 1}
+    with connect(embedded_postgres(rescored.home / "pgdata")) as connection:
         scored = dict(connection.execute(f"SELECT month, max(scored_at) FROM {SCORES_TABLE} GROUP BY month"))
         run_body = connection.execute("SELECT run_body FROM runs ORDER BY create_timestamp DESC LIMIT 1").fetchone()[0]
-    assert {month for month, at in scored.items() if at > started} == {"1993-02", "1993-03"}
+    assert {month for month, at in scored.items() if at > rescored.started} == {"1993-02", "1993-03"}
     run_config = json.loads(run_body)["run_config"]
     assert run_config["ops"]["detection__anomaly_models"]["config"] == {"retrain_every_months": 1}
-    runs = list((built.output / "quality" / "validations" / "raw" / "fin_trans").iterdir())
+    runs = list((rescored.output / "quality" / "validations" / "raw" / "fin_trans").iterdir())
     assert len(runs) == 2, "the Data Docs keep the earlier run"
 
 
@@ -622,7 +515,7 @@ def test_ads_dev_passes_its_options_to_dagster_and_stops_postgres_on_ctrl_c(buil
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as response:
                     answered = response.status == 200
             except OSError:
-                time.sleep(2)
+                time.sleep(0.5)
         assert answered, "the Dagster UI did not answer on the host and port given to `ads dev`"
         assert embedded_postgres_running(built.home / "pgdata")
     finally:
@@ -634,17 +527,12 @@ def test_ads_dev_passes_its_options_to_dagster_and_stops_postgres_on_ctrl_c(buil
     assert (built.home / "state.json").read_text() == state
 
 
-def test_a_failed_step_names_its_error_and_counts_only_this_run(built: Built) -> None:
+def test_a_failed_step_names_its_error_and_counts_only_this_run(
+    built: Built, failed_run: subprocess.CompletedProcess | None
+) -> None:
     """A load that fails in its step: the summary names the error, lists what did not run, counts this run only."""
     assert built.result.returncode == 0
-    target = embedded_postgres(built.home / "pgdata")
-    with connect(target, autocommit=True) as connection:
-        connection.execute("ALTER TABLE raw.fin_trans ADD CONSTRAINT ads_test_broken CHECK (amount < 0) NOT VALID")
-    try:
-        result = ads("run", "--source", str(built.source), "--output", str(built.output), home=built.home)
-    finally:
-        with connect(target, autocommit=True) as connection:
-            connection.execute("ALTER TABLE raw.fin_trans DROP CONSTRAINT ads_test_broken")
+    result = failed_run
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr == ""
     out = result.stdout
@@ -658,11 +546,9 @@ def test_a_failed_step_names_its_error_and_counts_only_this_run(built: Built) ->
     assert len(out.splitlines()) <= MAX_SUMMARY_LINES + 3
 
 
-def test_run_publishes_parquet_and_data_docs_to_s3(generated: Path, tmp_path: Path, s3: Any, s3_bucket: str) -> None:
+def test_run_publishes_parquet_and_data_docs_to_s3(s3_run: S3Run, s3: Any) -> None:
     """`ads run --output s3://...` against moto: the endpoint and credentials reach it through the environment."""
-    home = new_home("s3")
-    output = f"s3://{s3_bucket}/runs/ads"
-    result = ads("run", "--source", str(generated), "--output", output, home=home)
+    home, output, s3_bucket, result = s3_run.home, s3_run.output, s3_run.bucket, s3_run.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"outputs: {output}" in result.stdout
     assert f"data-quality report: {output}/quality/index.html" in result.stdout

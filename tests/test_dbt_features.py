@@ -9,7 +9,6 @@ append the future to show nothing earlier moves.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -26,8 +25,8 @@ from dagster_dbt import DbtProject
 from ads_assets.defs.dbt.project import ensure_partial_parse
 from ads_assets.lib.db import PostgresTarget, connect, copy_rows, temporary_database
 from ads_assets.lib.raw_schema import ensure_raw_schema
+from tests.marts import DBT_PROJECT, run_dbt
 
-DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 FEATURES = "marts.fct_transaction_features"
 MISSING = "marts.fct_missing_payments"
 
@@ -261,23 +260,7 @@ class DbtWorld:
         environment: dict[str, str] | None = None,
         target_path: Path | None = None,
     ) -> None:
-        from dbt.cli.main import dbtRunner
-
-        target_path = target_path or self.work / "target"
-        command = [*args, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)]
-        command += ["--target-path", str(target_path), "--log-path", str(target_path / "logs")]
-        if dbt_vars:
-            command += ["--vars", json.dumps(dbt_vars)]
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in {**self.env(), **(environment or {})}.items():
-                patch.setenv(name, value)
-            result = dbtRunner().invoke(command)
-        failures = [
-            f"{node.node.unique_id}: {node.status} {node.message}"
-            for node in getattr(result.result, "results", None) or []
-            if str(node.status) not in ("success", "pass")
-        ]
-        assert result.success, f"dbt {' '.join(args)} failed: {result.exception} {failures}"
+        run_dbt(self.target, target_path or self.work / "target", *args, dbt_vars=dbt_vars, environment=environment)
 
     def env(self) -> dict[str, str]:
         return self.target.dbt_profile_env()

@@ -23,7 +23,7 @@ from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_data
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.storage import OutputStore
 from ads_assets.lib.tables import SCORES_TABLE, read_query
-from tests.test_detectors import build_feature_mart
+from tests.marts import build_feature_mart
 from tests.test_registry import flip_byte
 
 MONTHS = ["1996-08-01", "1996-09-01", "1996-10-01", "1996-11-01"]

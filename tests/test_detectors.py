@@ -8,21 +8,16 @@ the ensemble on the earlier months and score the last ones. The rule tests use h
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ads_assets.lib.berka.formats import detect_source
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
-from ads_assets.lib.berka.schema import LOAD_ORDER
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.detection import (
     AmountBeyondHistory,
@@ -43,11 +38,9 @@ from ads_assets.lib.detection import (
 from ads_assets.lib.detection.ensemble import WEAK_RULE, combine, supported_rules
 from ads_assets.lib.detection.explain import explain_rows
 from ads_assets.lib.detection.features import FEATURES_BY_NAME, describe, model_features, with_frame_context
-from ads_assets.lib.ingest import load_relation
 from ads_assets.lib.tables import read_query
+from tests.marts import build_feature_mart
 
-REPO = Path(__file__).resolve().parents[1]
-DBT_PROJECT = REPO / "dbt_project"
 SCORE_FROM = pd.Timestamp("1997-07-01")
 KINDS = ("wrong_amount", "ledger_break", "duplicate_posting", "burst", "new_payee")
 
@@ -59,20 +52,6 @@ class Ledger:
     train: pd.DataFrame
     test: pd.DataFrame
     ensemble: EnsembleDetector
-
-
-def build_feature_mart(source: Path, target: PostgresTarget, work: Path) -> None:
-    """Load the Berka files in `source` into `target` and build `marts.fct_transaction_features` with dbt."""
-    with connect(target) as connection:
-        sources = detect_source(source)
-        for relation in LOAD_ORDER:
-            load_relation(connection, sources[relation])
-    env = {**os.environ, **target.dbt_profile_env()}
-    command = ["dbt", "run", "--select", "+fct_transaction_features"]
-    command += ["--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)]
-    command += ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")

@@ -5,23 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ads_assets.lib.berka.formats import detect_source
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
-from ads_assets.lib.berka.schema import LOAD_ORDER
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
-from ads_assets.lib.ingest import load_relation
-from tests.test_dbt_features import DbtWorld
+from tests.marts import build_feature_mart
 
 
 def features_from(folder: Path, postgres_target: PostgresTarget, work: Path) -> dict[str, list[tuple[Any, ...]]]:
     with temporary_database(postgres_target, "parity") as target:
-        sources = detect_source(folder)
-        with connect(target) as connection:
-            for relation in LOAD_ORDER:
-                load_relation(connection, sources[relation])
-        DbtWorld(target=target, work=work, ids={}).dbt(
-            "run", "--select", "+fct_transaction_features", "+fct_missing_payments"
-        )
+        build_feature_mart(folder, target, work, "fct_transaction_features", "fct_missing_payments")
         with connect(target) as connection:
             return {
                 table: connection.execute(f"SELECT * FROM marts.{table} ORDER BY 1").fetchall()
