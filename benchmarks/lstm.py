@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from detection import build_marts  # noqa: E402
+from detection import build_marts, detection_metrics  # noqa: E402
 
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset  # noqa: E402
 from ads_assets.lib.db import connect  # noqa: E402
@@ -46,30 +45,6 @@ from ads_assets.lib.tables import read_query  # noqa: E402
 
 TARGETS = {"fit_seconds": 180.0, "rows_per_second": 100_000}
 SCORED_MONTHS = 12
-
-
-def top_share_by_month(scores: np.ndarray, months: np.ndarray, share: float = 0.01) -> np.ndarray:
-    """True for the rows within the top `share` of their month's scores."""
-    top = np.zeros(len(scores), dtype=bool)
-    for month in np.unique(months):
-        rows = np.flatnonzero(months == month)
-        count = max(1, int(np.ceil(share * len(rows))))
-        top[rows[np.argsort(-scores[rows], kind="stable")[:count]]] = True
-    return top
-
-
-def metrics(scores: np.ndarray, kinds: np.ndarray, months: np.ndarray) -> pd.DataFrame:
-    """Rows, AP and recall in each month's top 1 %, per labelled kind (negatives: unlabelled rows) and overall."""
-    labelled = kinds != "normal"
-    top = top_share_by_month(scores, months)
-    rows = [("overall", int(labelled.sum()), average_precision_score(labelled, scores), top[labelled].mean())]
-    for kind in sorted(set(kinds) - {"normal"}):
-        positive = kinds == kind
-        keep = positive | ~labelled
-        rows.append(
-            (kind, int(positive.sum()), average_precision_score(positive[keep], scores[keep]), top[positive].mean())
-        )
-    return pd.DataFrame(rows, columns=["kind", "rows", "ap", "recall_top1"]).set_index("kind")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +116,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     )
     kinds = frame["trans_id"].map(kind_of).fillna("normal").to_numpy(dtype=object)
     months = pd.to_datetime(frame["trans_date"]).dt.strftime("%Y-%m").to_numpy()
-    table = metrics(raw, kinds, months)
+    table = detection_metrics(raw, kinds, months)
     print()
     print(f"LSTM raw score on the scored months ({(kinds != 'normal').sum():,} labelled rows of {len(frame):,}):")
     print(f"{'kind':<20}{'rows':>7}{'AP':>8}{'top-1%':>9}")
