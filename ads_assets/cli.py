@@ -23,7 +23,8 @@ from ads_assets.settings import (
 
 DAGSTER_UI_URL = "http://127.0.0.1:3000"
 SOURCE_KINDS = {"asc": "PKDD'99 .asc files", "fin": "fin_*.tsv files", "database": "database tables"}
-DEFAULT_RETRAIN_EVERY = 3
+DEFAULT_RETRAIN_EVERY = 6
+"""`retrain_every_months` of DetectionConfig (kept here so that `ads --help` imports no Dagster)."""
 EXAMPLE_QUERY = (
     "SELECT trans_id, month, round(score::numeric, 3) AS score FROM anomaly.transaction_scores "
     "WHERE is_anomaly ORDER BY score DESC LIMIT 10"
@@ -47,31 +48,34 @@ def _run(args: argparse.Namespace) -> int:
     from ads_assets.console import Reporter, capture_output, new_log_path
     from ads_assets.environment import apply_options
     from ads_assets.lib.berka.formats import SourceError
+    from ads_assets.lib.locking import run_lock
     from ads_assets.settings import check_months
 
     settings = apply_options(args.source, args.output)
     window = check_months(args.months, "--months") if args.months else None
     if args.retrain_every is not None and args.retrain_every < 1:
         raise SettingsError(f"--retrain-every must be 1 or more months, not {args.retrain_every}")
-    log_path = new_log_path(settings.logs)
-    with capture_output(log_path, verbose=args.verbose) as terminal:
-        reporter = Reporter(terminal.out, live=False if args.verbose else None)  # bars and logs do not mix
-        try:
-            summary = _run_captured(args, settings, window, reporter, terminal)
-        except (SettingsError, SourceError, KeyboardInterrupt):
-            raise
-        except Exception as error:
-            import logging
+    with run_lock(settings, "ads run") as lock:
+        log_path = new_log_path(settings.logs)
+        with capture_output(log_path, verbose=args.verbose) as terminal:
+            reporter = Reporter(terminal.out, live=False if args.verbose else None)  # bars and logs do not mix
+            lock.notify = reporter.line
+            try:
+                summary = _run_captured(args, settings, window, reporter, terminal)
+            except (SettingsError, SourceError, KeyboardInterrupt):
+                raise
+            except Exception as error:
+                import logging
 
-            logging.getLogger("ads").error("ads run failed", exc_info=True)
-            error.add_note(f"log: {log_path}")
-            raise
-        finally:
-            reporter.close()
-        reporter.line()
-        for line in summary.render().splitlines():
-            reporter.line(line)
-    return 0 if summary.success else 1
+                logging.getLogger("ads").error("ads run failed", exc_info=True)
+                error.add_note(f"log: {log_path}")
+                raise
+            finally:
+                reporter.close()
+            reporter.line()
+            for line in summary.render().splitlines():
+                reporter.line(line)
+        return 0 if summary.success else 1
 
 
 def _run_captured(args: argparse.Namespace, settings: Any, window: Any, reporter: Any, terminal: Any) -> Any:
@@ -82,11 +86,13 @@ def _run_captured(args: argparse.Namespace, settings: Any, window: Any, reporter
         default_dataset,
         default_dataset_ready,
         ensure_default_dataset,
-        source_months,
+        source_span,
         start_postgres,
         stop_embedded_postgres,
     )
     from ads_assets.lib.storage import is_s3
+
+    outside: list[str] = []
 
     with reporter.stage("check settings", description="checking settings", show=False) as stage:
         check_output(settings.output)
@@ -97,9 +103,16 @@ def _run_captured(args: argparse.Namespace, settings: Any, window: Any, reporter
     def source_check(location: str, known: tuple[str, str] | None) -> tuple[str, str]:
         with reporter.stage("check source", description="checking the source's files and headers", show=False) as stage:
             sources = check_source(location)
-            months = source_months(sources, known)
+            span = source_span(sources, known)
+            months = span.months
             kind = SOURCE_KINDS.get(next(iter(sources.values())).format.value, "source")
             stage.detail = f"{kind}, transactions {months[0]}..{months[1]}"
+            if span.rows_outside:
+                outside.append(
+                    f"{span.rows_outside:,} transactions dated {span.earliest_outside}..{span.latest_outside} lie "
+                    f"outside the plausible window {span.plausible.label()} ({span.plausible.origin}): "
+                    "left out of the months, quarantined by the load (ADS_PLAUSIBLE_FROM moves its start)"
+                )
             if window and not (months[0] <= window[0] and window[1] <= months[1]):
                 raise SettingsError(
                     f"--months {window[0]}:{window[1]} is outside the source's months {months[0]}:{months[1]}"
@@ -131,7 +144,9 @@ def _run_captured(args: argparse.Namespace, settings: Any, window: Any, reporter
     ]
     reporter.line(f"[{seconds(reporter.elapsed()):>10}] checked: {'; '.join(detail for detail in checked if detail)}")
     try:
-        return _run_pipeline(args, settings, window, reporter, terminal, postgres, location, months, started)
+        summary = _run_pipeline(args, settings, window, reporter, terminal, postgres, location, months, started)
+        summary.notes = outside + summary.notes
+        return summary
     finally:
         if started and not settings.database_url:
             # Stopped here, while the output is still captured, rather than by pgserver at exit.
@@ -152,6 +167,11 @@ def _run_pipeline(
     from ads_assets.environment import activate
 
     environment = activate(settings, postgres, location, months, started_postgres=started)
+    plan = None if window else _plan_rerun(args, environment, location, months, reporter)
+    if plan is not None and plan.window is None:
+        return _nothing_new(environment, plan, months, reporter)
+    if plan is not None and plan.window is not None and plan.window[0] > months[0]:
+        window = plan.window
     shown_window = f"{window[0]}..{window[1]}" if window else f"{months[0]}..{months[1]}"
     reporter.line(
         f"ADS run: source {location}, months {shown_window}, output {settings.output}; "
@@ -172,6 +192,40 @@ def _run_pipeline(
     )
     summary.stage_times = prepared + summary.stage_times
     summary.seconds = reporter.elapsed()
+    summary.next_steps = _next_steps(environment)
+    if plan is not None:
+        summary.notes += plan.notes
+        if summary.success:
+            plan.record(environment, summary.run_id)
+    return summary
+
+
+def _plan_rerun(
+    args: argparse.Namespace, environment: Any, location: str, months: tuple[str, str], reporter: Any
+) -> Any:
+    from ads_assets.rerun import plan_rerun
+
+    with reporter.stage("compare with the last run", description="comparing the source with the last run", show=False):
+        plan = plan_rerun(environment, location, months, retrain_every=args.retrain_every)
+    if plan.window is not None:
+        for note in plan.notes:
+            reporter.line(note)
+    return plan
+
+
+def _nothing_new(environment: Any, plan: Any, months: tuple[str, str], reporter: Any) -> Any:
+    from ads_assets.pipeline import RunSummary
+
+    summary = RunSummary(
+        success=True,
+        run_id=plan.recorded.run_id,
+        seconds=reporter.elapsed(),
+        months=months,
+        outputs=environment.settings.output,
+        nothing_new=True,
+        notes=list(plan.notes),
+    )
+    summary.stage_times = [(stage.name, "-", stage.seconds) for stage in reporter.stages.values()]
     summary.next_steps = _next_steps(environment)
     return summary
 

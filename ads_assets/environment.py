@@ -11,14 +11,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ads_assets.lib import db
 from ads_assets.lib.berka.formats import SourceError, SourceFile, SourceFormat, detect_source, read_rows
-from ads_assets.lib.db import PostgresTarget, embedded_postgres
+from ads_assets.lib.db import (
+    DatabaseUrlError,
+    PostgresTarget,
+    embedded_postgres,
+    redacted_url,
+    scrub,
+    split_url,
+    url_secrets,
+)
+from ads_assets.lib.ingest import TransactionSpan, plausible_window, transaction_span
 from ads_assets.lib.storage import is_s3, s3_endpoint_url, s3_region, split_s3_uri
 from ads_assets.settings import (
     DEFAULT_ACCOUNTS,
@@ -31,6 +42,8 @@ from ads_assets.settings import (
 )
 
 STORAGE_URL_VARIABLE = "ADS_DAGSTER_STORAGE_URL"
+PGSERVER_HANDLES = ".handle_pids.json"
+"""pgserver's list of the processes holding a handle on an embedded server, in its data directory."""
 DATASET_MARKER = "dataset.json"
 CONNECT_TIMEOUT_SECONDS = 5
 S3_TIMEOUT_SECONDS = 5
@@ -44,7 +57,7 @@ run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
+    max_concurrent_runs: 1
 telemetry:
   enabled: false
 """
@@ -74,12 +87,7 @@ def default_dataset() -> Any:
 
 def shown_url(url: str) -> str:
     """A database URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.rsplit("@", 1)[-1]
+    return redacted_url(url)
 
 
 def _first_line(error: BaseException) -> str:
@@ -109,23 +117,20 @@ def apply_options(source: str | None = None, output: str | None = None) -> Setti
 
 def check_database_url(url: str) -> PostgresTarget:
     """The Postgres of ADS_DATABASE_URL, after a connection with a short timeout and a look at the privileges."""
-    from sqlalchemy.engine import make_url
-
     try:
-        parsed = make_url(url)
-    except Exception:
-        raise SettingsError(
-            f"ADS_DATABASE_URL {shown_url(url)!r} is not a database URL: expected postgresql://user:password@host:5432/db"
-        ) from None
-    if not parsed.drivername.startswith("postgres"):
-        raise SettingsError(f"ADS_DATABASE_URL {shown_url(url)!r} is not a Postgres URL: expected postgresql://…")
-    target = PostgresTarget.from_url(url)
+        target = PostgresTarget.from_url(url)
+    except DatabaseUrlError as error:
+        message = scrub(str(error), *url_secrets(url))
+        raise SettingsError(f"ADS_DATABASE_URL {shown_url(url)!r}: {message}") from None
     check_postgres(target, f"ADS_DATABASE_URL {shown_url(url)}")
     return target
 
 
 def check_postgres(target: PostgresTarget, what: str) -> None:
-    """Connect to `target` (timing out after a few seconds) and check that ADS may create its schemas and tables."""
+    """Connect to `target` (timing out after a few seconds) and check that ADS may create its schemas and tables.
+
+    No form of the password reaches the message of a failure, whatever the library's error says.
+    """
     import psycopg
 
     try:
@@ -135,7 +140,7 @@ def check_postgres(target: PostgresTarget, what: str) -> None:
                 "coalesce(has_schema_privilege('public', 'CREATE'), false)"
             ).fetchone()
     except psycopg.Error as error:
-        raise SettingsError(f"cannot connect to {what}: {_first_line(error)}") from None
+        raise SettingsError(f"cannot connect to {what}: {target.scrub(_first_line(error))}") from None
     if not may_create:
         raise SettingsError(
             f"{what}: user {target.user} lacks CREATE on database {target.dbname} (ADS creates its schemas there)"
@@ -225,66 +230,164 @@ def check_s3_output(uri: str) -> None:
 
 
 def embedded_postgres_running(pgdata: Path) -> bool:
-    """True when a Postgres server already runs on `pgdata` (its postmaster.pid names a live process)."""
-    pid_file = pgdata / "postmaster.pid"
+    """True when a Postgres server already runs on `pgdata` (its postmaster.pid names a live postgres process)."""
+    return _postmaster_pid(pgdata) is not None
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The pid that `pgdata/postmaster.pid` names, when that is a live postgres process."""
     try:
-        pid = int(pid_file.read_text().splitlines()[0])
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
-        return False
+        return None
+    return pid if _alive(pid) and _is_postgres(pid) else None
+
+
+def _is_postgres(pid: int) -> bool:
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).name() == "postgres"
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:
         return True
-    return True
+
+
+def _handle_pids(pgdata: Path) -> list[int]:
+    """The processes that pgserver recorded as holding a handle on the server of `pgdata`."""
+    try:
+        pids = json.loads((pgdata / PGSERVER_HANDLES).read_text())
+    except (OSError, ValueError):
+        return []
+    return [pid for pid in pids if isinstance(pid, int)] if isinstance(pids, list) else []
+
+
+def orphaned_postmaster(pgdata: Path) -> int | None:
+    """The pid of a postmaster running on `pgdata` that no live process holds: one a killed run left behind."""
+    pid = _postmaster_pid(pgdata)
+    if pid is None or pgdata.resolve() in db._servers:
+        return None
+    if any(_alive(holder) for holder in _handle_pids(pgdata) if holder != os.getpid()):
+        return None
+    return pid
+
+
+def _remove_stale_pid_file(pgdata: Path) -> None:
+    """Remove a postmaster.pid that names no live postgres process (its pid reused, or the file cut short).
+
+    Postgres refuses to start while the pid in that file is alive, whatever the process is.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists() or _postmaster_pid(pgdata) is not None:
+        return
+    from pgserver.postgres_server import PostgresServer
+
+    with PostgresServer._lock:  # pgserver starts servers under this lock
+        if _postmaster_pid(pgdata) is None:
+            with contextlib.suppress(FileNotFoundError):
+                pid_file.unlink()
 
 
 def start_postgres(settings: Settings) -> tuple[PostgresTarget, bool]:
     """The external Postgres of ADS_DATABASE_URL (checked), or the embedded one, started or reused.
 
-    Returns the target and whether this process started it.
+    Returns the target and whether this process started it, or adopted it: a postmaster that a killed run
+    left running, which this process then stops as if it had started it (see `stop_embedded_postgres`). An
+    external database is locked for this run when the run lock is held (see `lock_database`).
     """
     if settings.database_url:
-        return check_database_url(settings.database_url), False
-    running = embedded_postgres_running(settings.pgdata)
+        target = check_database_url(settings.database_url)
+        lock_database(settings, target)
+        return target, False
+    pgdata = settings.pgdata
     try:
-        target = embedded_postgres(settings.pgdata)
+        _remove_stale_pid_file(pgdata)
+        orphan = orphaned_postmaster(pgdata)
+        running = embedded_postgres_running(pgdata)
+        target = embedded_postgres(pgdata)
     except Exception as error:
-        raise SettingsError(f"cannot start the embedded Postgres in {settings.pgdata}: {_first_line(error)}") from None
-    check_postgres(target, f"the embedded Postgres in {settings.pgdata}")
-    return target, not running
+        raise SettingsError(f"cannot start the embedded Postgres in {pgdata}: {_first_line(error)}") from None
+    check_postgres(target, f"the embedded Postgres in {pgdata}")
+    if orphan is not None:
+        _drop_dead_handles(db._servers[pgdata.resolve()])
+        _notify(
+            settings.home,
+            f"reusing the embedded Postgres (pid {orphan}) that a killed run left running in {pgdata}; "
+            "it stops when this run ends",
+        )
+    return target, not running or orphan is not None
+
+
+def lock_database(settings: Settings, target: PostgresTarget) -> None:
+    """When this process holds the run lock of the state, take the advisory lock of its external database too
+    (runs of other states on the same database wait or refuse as for the lock file)."""
+    import psycopg
+
+    from ads_assets.lib.locking import held_run_lock
+
+    lock = held_run_lock(settings.home)
+    if lock is None:
+        return
+    try:
+        lock.lock_database(target.conninfo())
+    except psycopg.Error as error:
+        raise SettingsError(f"cannot lock {target.describe()}: {target.scrub(_first_line(error))}") from None
 
 
 def stop_embedded_postgres(pgdata: Path) -> bool:
     """Stop the embedded Postgres on `pgdata` that this process holds, unless another live process uses it.
 
     pgserver stops a server when the last process that opened it exits; handles of processes that died
-    without saying so (a Dagster process killed by Ctrl-C) are dropped first. Returns True when stopped.
+    without saying so (a run killed with SIGKILL, a Dagster process killed by Ctrl-C) are dropped first.
+    Returns True when stopped.
     """
-    from ads_assets.lib import db
-
     pgdata = pgdata.resolve()
     server = db._servers.pop(pgdata, None)
     if server is None:
         return False
+    _drop_dead_handles(server)
+    server._cleanup()
+    return not embedded_postgres_running(pgdata)
+
+
+def _drop_dead_handles(server: Any) -> None:
+    """Forget the handles on a pgserver server of processes that died without closing them, so that the last
+    live holder stops the server when it ends (at the latest when it exits)."""
     handles = server.global_process_id_list
     with server._lock:
         for pid in handles.get():
             if pid != os.getpid() and not _alive(pid):
                 handles.get_and_remove(pid)
-    server._cleanup()
-    return not embedded_postgres_running(pgdata)
 
 
 def _alive(pid: int) -> bool:
+    """True when process `pid` exists and is not a zombie (killed, not yet reaped by its parent)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
         return True
-    return True
+
+
+def _notify(home: Path, text: str) -> None:
+    """Show a one-line notice: through the run holding the lock of `home`, else on stderr."""
+    from ads_assets.lib.locking import held_run_lock
+
+    lock = held_run_lock(home)
+    if lock is not None:
+        lock.notify(text)
+    else:
+        print(f"ads: {text}", file=sys.stderr, flush=True)
 
 
 # --- source ------------------------------------------------------------------------------------------
@@ -303,31 +406,37 @@ def check_source(location: str) -> dict[str, SourceFile]:
 
 
 def _check_source_database(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
     try:
-        parsed = make_url(url)
-    except Exception:
-        raise SourceError(f"bad source {shown_url(url)!r}: expected a folder or a postgresql://… URL") from None
-    if parsed.drivername.startswith("postgres"):
+        parts = split_url(url)
+    except DatabaseUrlError as error:
+        message = scrub(str(error), *url_secrets(url))
+        raise SourceError(
+            f"bad source {shown_url(url)!r}: {message}; expected a folder or a postgresql://… URL"
+        ) from None
+    if parts.is_postgres:
         import psycopg
 
+        target = PostgresTarget.from_url(url)
         try:
-            psycopg.connect(PostgresTarget.from_url(url).conninfo(), connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+            psycopg.connect(target.conninfo(), connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
         except psycopg.Error as error:
-            raise SourceError(f"cannot connect to the source {shown_url(url)}: {_first_line(error)}") from None
+            message = scrub(_first_line(error), *url_secrets(url))
+            raise SourceError(f"cannot connect to the source {shown_url(url)}: {message}") from None
+
+
+def source_span(sources: dict[str, SourceFile], known: tuple[str, str] | None = None) -> TransactionSpan:
+    """The months of the source's transactions inside the plausible window (read from them unless `known`),
+    the window (ADS_PLAUSIBLE_FROM, else from the earliest opening among the source's accounts, to today)
+    and the transactions left out as dated outside it. Raises SourceError when no transaction is inside."""
+    plausible = plausible_window(sources["account"])
+    if known:
+        return TransactionSpan(known[0], known[1], plausible)
+    return transaction_span(sources["trans"], plausible)
 
 
 def source_months(sources: dict[str, SourceFile], known: tuple[str, str] | None = None) -> tuple[str, str]:
-    """The first and last month of the source's transactions (read from them unless `known`)."""
-    if known:
-        return known
-    from ads_assets.lib.ingest import month_span
-
-    try:
-        return month_span(sources["trans"])
-    except ValueError as error:
-        raise SourceError(str(error)) from None
+    """The first and last month of the source's transactions inside the plausible window (see `source_span`)."""
+    return source_span(sources, known).months
 
 
 def ensure_default_dataset(folder: Path, config: Any = None) -> Path:
@@ -416,8 +525,63 @@ def fix_partition_span(settings: Settings, start: str, end: str) -> None:
 
 
 def _prepare_dagster_home(settings: Settings, postgres: PostgresTarget) -> None:
+    """Write dagster.yaml (run, event and schedule storage in `postgres`) and point DAGSTER_HOME at it.
+
+    The storage URL, password included, goes only into the environment (ADS_DAGSTER_STORAGE_URL), encoded by
+    SQLAlchemy. When this process holds the run lock of the state, runs that a killed process left STARTING
+    or STARTED are marked failed, and a notice says so.
+    """
+    from ads_assets.lib.locking import held_run_lock
+
     dagster_home = settings.dagster_home.resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     os.environ[STORAGE_URL_VARIABLE] = postgres.sqlalchemy_url("psycopg2")
+    lock = held_run_lock(settings.home)
+    if lock is not None:
+        failed = fail_orphaned_runs(postgres)
+        if failed:
+            shown = ", ".join(f"{run_id} (pid {pid})" if pid else run_id for run_id, pid in failed)
+            lock.notify(f"marked {len(failed)} run(s) that a killed process left unfinished as FAILURE: {shown}")
+
+
+def fail_orphaned_runs(postgres: PostgresTarget) -> list[tuple[str, int | None]]:
+    """Mark as failed the runs in Dagster's storage that are STARTING or STARTED while the process that
+    started them (the pid of their latest start event) is gone; returns each run's id and that pid.
+
+    Only safe while holding the run lock: every live run of the state holds it too.
+    """
+    import psycopg
+
+    with psycopg.connect(postgres.conninfo(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS) as connection:
+        if connection.execute("SELECT to_regclass('runs')").fetchone()[0] is None:
+            return []
+        rows = connection.execute("SELECT run_id FROM runs WHERE status IN ('STARTING', 'STARTED')").fetchall()
+    if not rows:
+        return []
+    import dagster as dg
+    from dagster._core.events import DagsterEventType
+
+    lifecycle = {DagsterEventType.RUN_ENQUEUED, DagsterEventType.RUN_STARTING, DagsterEventType.RUN_START}
+    failed: list[tuple[str, int | None]] = []
+    with dg.DagsterInstance.get() as instance:
+        for (run_id,) in rows:
+            run = instance.get_run_by_id(run_id)
+            if run is None or run.status not in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED):
+                continue
+            events = [
+                entry.dagster_event
+                for entry in instance.all_logs(run_id, of_type=lifecycle)
+                if entry.dagster_event is not None
+            ]
+            pid = events[-1].pid if events else None
+            if pid is not None and pid != os.getpid() and _alive(pid):
+                continue
+            instance.report_run_failed(
+                run,
+                message=f"The process running this run{f' (pid {pid})' if pid else ''} ended without finishing it "
+                f"(killed); marked failed by the next run of this ADS state (pid {os.getpid()}).",
+            )
+            failed.append((run_id, pid))
+    return failed

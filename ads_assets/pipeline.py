@@ -44,7 +44,7 @@ STAGES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("features (dbt)", lambda step: step.startswith("dbt_")),
     ("feature checks", lambda step: step.startswith("fct_") and step.endswith("_quality")),
     ("raw checks", lambda step: step.endswith("_quality")),
-    ("train models", lambda step: step.endswith("anomaly_models")),
+    ("train models", lambda step: step.endswith(("anomaly_models", "anomaly_models_model_integrity"))),
     ("score and explain", lambda step: step.endswith("transaction_scores")),
     ("missing payments", lambda step: step.endswith("missing_payments")),
     ("quality report", lambda step: step == REPORT_STEP),
@@ -102,6 +102,10 @@ class RunSummary:
     stage_times: list[tuple[str, str, float]] = field(default_factory=list)
     """(stage, steps, seconds) rows of the closing table, in the order the stages ran."""
     next_steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Lines about what this run left out (months unchanged since the last run)."""
+    nothing_new: bool = False
+    """True when nothing changed since the last run, so no Dagster run was launched."""
 
     @property
     def table_rows(self) -> dict[str, int]:
@@ -116,6 +120,8 @@ class RunSummary:
         return [step for step in self.steps if step.status in ("not run", "skipped")]
 
     def render(self) -> str:
+        if self.nothing_new:
+            return self._render_nothing_new()
         span = f" (months {self.months[0]}..{self.months[1]})" if self.months else ""
         outcome = f"succeeded in {seconds(self.seconds)}" if self.success else f"FAILED after {seconds(self.seconds)}"
         lines = [f"ADS run {self.run_id}: {outcome}{span}"]
@@ -126,6 +132,7 @@ class RunSummary:
             names = [step.key for step in self.not_run]
             shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
             lines.append(f"  did not run ({len(names)} step{'' if len(names) == 1 else 's'}): {shown}")
+        lines += [f"  {note}" for note in self.notes]
         lines.append("rows written by this run:")
         lines += _wrap([_count_text(count) for count in self.tables], indent="  ")
         if self.quarantined is not None:
@@ -138,13 +145,24 @@ class RunSummary:
         if len(failed) > 5:
             lines.append(f"  … and {len(failed) - 5} more failed checks (quality.check_results)")
         lines.append(f"outputs: {self.outputs} (transaction_scores/, missing_payments/, quality/)")
-        if self.stage_times:
-            width = max(len(name) for name, _, _ in self.stage_times) + 2
-            lines.append(f"{'stage':<{width}}{'steps':>7}{'time':>12}")
-            lines += [f"  {name:<{width - 2}}{steps:>7}{seconds(spent):>12}" for name, steps, spent in self.stage_times]
-            lines.append(f"  {'total':<{width - 2}}{'':>7}{seconds(self.seconds):>12}")
+        lines += self._stage_table()
         lines += self.next_steps
         return "\n".join(lines)
+
+    def _stage_table(self) -> list[str]:
+        if not self.stage_times:
+            return []
+        width = max(len(name) for name, _, _ in self.stage_times) + 2
+        lines = [f"{'stage':<{width}}{'steps':>7}{'time':>12}"]
+        lines += [f"  {name:<{width - 2}}{steps:>7}{seconds(spent):>12}" for name, steps, spent in self.stage_times]
+        lines.append(f"  {'total':<{width - 2}}{'':>7}{seconds(self.seconds):>12}")
+        return lines
+
+    def _render_nothing_new(self) -> str:
+        lines = [f"ADS run: nothing new, nothing run in {seconds(self.seconds)}"]
+        lines += [f"  {note}" for note in self.notes]
+        lines.append(f"outputs: {self.outputs} (transaction_scores/, missing_payments/, quality/)")
+        return "\n".join(lines + self._stage_table() + self.next_steps)
 
 
 def _count_text(count: TableCount) -> str:
@@ -351,23 +369,17 @@ class RunProgress(logging.Handler):
         return f"{len(keys)} steps"
 
     def metric(self, step_key: str, name: str) -> int | None:
-        """A number from the step's materializations: one value when every partition repeats the run's total."""
-        values = [
-            metadata[name]
-            for events in self.materialized.get(step_key, {}).values()
-            for metadata in events
-            if isinstance(metadata.get(name), int | float)
-        ]
-        return _combine(values)
+        """A number from the step's materializations: per-partition values summed, a run total taken once."""
+        totals: list[int] = []
+        for events in self.materialized.get(step_key, {}).values():
+            values = [metadata[name] for metadata in events if isinstance(metadata.get(name), int | float)]
+            if values:
+                totals.append(int(values[0]) if name in RUN_TOTALS else int(sum(values)))
+        return sum(totals) if totals else None
 
 
-def _combine(values: list[Any]) -> int | None:
-    """The total of per-partition values; a value that every partition repeats is the run's total already."""
-    if not values:
-        return None
-    if len(set(values)) == 1:
-        return int(values[0])
-    return int(sum(values))
+RUN_TOTALS = frozenset({"rows_read", "rows_accepted", "rows_quarantined", "rows_outside_window"})
+"""Metadata that a load reports for its whole window, repeated on each partition it materializes."""
 
 
 def failure_message(event: Any) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 DEFAULT_HOME = ".ads"
@@ -31,15 +32,43 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("AWS_ACCESS_KEY_ID, …", "the usual AWS chain", "credentials (and AWS_REGION) of an s3:// output"),
     ("ADS_S3_KMS_KEY_ID", "the bucket's default key", "the KMS key of model files on S3"),
     ("ADS_MONTHS", "the span of the data", "the monthly partitions, YYYY-MM:YYYY-MM"),
+    (
+        "ADS_PLAUSIBLE_FROM",
+        "the earliest account's opening",
+        "the first plausible date, YYYY-MM-DD: rows dated before it or after today are quarantined",
+    ),
+    (
+        "ADS_MODEL_SIGNING_KEY",
+        "a key file in $ADS_HOME/keys",
+        "the secret (32+ characters) that signs model files; set the same one where hosts share models",
+    ),
+    ("ADS_LOCK_TIMEOUT", "0", "seconds a run waits for another run on the same ADS_HOME before refusing"),
     ("DAGSTER_HOME", "$ADS_HOME/dagster", "Dagster's home (its dagster.yaml points storage at the ADS Postgres)"),
 )
 """(variable, default, meaning) of the settings, for `ads --help` and the README."""
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class SettingsError(ValueError):
     """A setting, an option or the source is unusable; the message is one line for the user."""
+
+
+PLAUSIBLE_FROM_VARIABLE = "ADS_PLAUSIBLE_FROM"
+
+
+def plausible_from_env() -> date | None:
+    """ADS_PLAUSIBLE_FROM, the first date a record may carry (None when unset); SettingsError unless YYYY-MM-DD."""
+    value = os.environ.get(PLAUSIBLE_FROM_VARIABLE, "").strip()
+    if not value:
+        return None
+    if _DAY.match(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise SettingsError(f"bad {PLAUSIBLE_FROM_VARIABLE} {value!r}: expected a date YYYY-MM-DD, e.g. 1993-01-01")
 
 
 @dataclass(frozen=True)
@@ -55,6 +84,8 @@ class Settings:
     source: str | None
     output: str
     months: tuple[str, str]
+    plausible_from: date | None = None
+    """ADS_PLAUSIBLE_FROM: rows dated before it are quarantined (None: from the earliest account's opening)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +98,7 @@ class Settings:
             source=os.environ.get("ADS_SOURCE") or None,
             output=os.environ.get("ADS_OUTPUT") or str(Path(DEFAULT_OUTPUT).resolve()),
             months=parse_months(months) if months else DEFAULT_MONTHS,
+            plausible_from=plausible_from_env(),
         )
 
     @property

@@ -6,6 +6,9 @@ tests of `tests/test_cli.py` assert on it:
 - `built`: one `ads run` of a small generated bank (`generated`) in a fresh ADS_HOME, local output;
 - `rescored`: `ads run --months 1993-02:1993-03 --retrain-every 1` on a copy of the built home and output;
 - `failed_run`: `ads run` on another copy, whose raw.fin_trans refuses every row (a CHECK constraint);
+- `reran`: on a third copy, `ads run` again with nothing new, then with one line of the last month changed;
+- `recovery`: on a fourth copy, `ads run --months` killed with SIGKILL once it has ingested, then two such
+  runs started at once: one refuses in one line, the other recovers what the killed one left and succeeds;
 - `s3_run`: `ads run --output s3://<new bucket>/runs/ads` in a fresh ADS_HOME, against moto.
 
 The runs the selected tests name start with the session's first test, two at a time: the built pipeline
@@ -19,29 +22,37 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import psycopg
 import pytest
 
-from ads_assets.environment import embedded_postgres_running
+from ads_assets.environment import embedded_postgres_running, stop_embedded_postgres
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
-from ads_assets.lib.db import connect, embedded_postgres, table_count
+from ads_assets.lib.db import PostgresTarget, connect, embedded_postgres, table_count
+from ads_assets.lib.fingerprints import forget_runs
 from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
 from ads_assets.lib.storage import s3_region
 from ads_assets.lib.tables import SCORES_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
-RUNS = ("built", "rescored", "failed_run", "s3_run")
+RUNS = ("built", "rescored", "failed_run", "s3_run", "reran", "recovery")
+COPIES = frozenset({"rescored", "failed_run", "reran", "recovery"})
+"""The runs made on a copy of the built pipeline."""
+RUN_TIMEOUT = 600
 """The fixtures that hold a background run: a test that names one runs after the others."""
 RESCORED_MONTHS = "1993-02:1993-03"
 
@@ -133,6 +144,100 @@ class Rerun:
 
 
 @dataclass
+class Reran:
+    """`ads run` twice more on a copy of the built pipeline: with the same source, then with its last month changed."""
+
+    home: Path
+    output: Path
+    runs_before: int
+    unchanged: subprocess.CompletedProcess
+    runs_after_unchanged: int
+    changed: subprocess.CompletedProcess
+    changed_started: datetime
+
+
+@dataclass
+class Recovery:
+    """What the end-to-end scenario saw: a run killed after ingesting, then two runs started at once."""
+
+    home: Path
+    killed_run_id: str
+    killed_pid: int
+    postmaster_after_kill: int
+    """The pid of the postmaster still running after the kill."""
+    winner: subprocess.CompletedProcess
+    loser: subprocess.CompletedProcess
+    winner_pid: int
+    statuses: dict[str, str]
+    """Dagster's run storage after the recovering run: status by run id, of the runs since the copy."""
+    postmaster_after_run: bool
+
+
+class Streamed:
+    """`ads ARGS` in a session of its own, its output lines read as they come."""
+
+    def __init__(self, args: list[str], home: Path, lines: queue.Queue, base: Mapping[str, str]) -> None:
+        environment = {**base, "ADS_HOME": str(home)}
+        for name in ("DAGSTER_HOME", "ADS_LOCK_TIMEOUT", "ADS_DATABASE_URL"):
+            environment.pop(name, None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ads_assets.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+            start_new_session=True,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout, lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr, None), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, stream: IO[str], into: list[str], lines: queue.Queue | None) -> None:
+        for line in stream:
+            into.append(line)
+            if lines is not None:
+                lines.put((self, line))
+        if lines is not None:
+            lines.put((self, None))
+
+    def kill_group(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def result(self) -> subprocess.CompletedProcess:
+        self.process.wait(timeout=RUN_TIMEOUT)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        return subprocess.CompletedProcess(
+            self.process.args, self.process.returncode, "".join(self.stdout), "".join(self.stderr)
+        )
+
+
+def postmaster_socket(pgdata: Path) -> PostgresTarget:
+    """The running embedded server as its postmaster.pid says, reached without a pgserver handle (a handle
+    would count this process as one using the server)."""
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    return PostgresTarget(host=lines[4], port=int(lines[3]), user="postgres", password=None, dbname="postgres")
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the postmaster running on `pgdata`, if one is."""
+    if not embedded_postgres_running(pgdata):
+        return None
+    return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+
+
+def started_runs(target: PostgresTarget) -> list[str]:
+    with psycopg.connect(target.conninfo(), autocommit=True) as connection:
+        return [row[0] for row in connection.execute("SELECT run_id FROM runs WHERE status = 'STARTED'")]
+
+
+@dataclass
 class S3Run:
     home: Path
     bucket: str
@@ -177,12 +282,19 @@ class EndToEnd:
             self.request.getfixturevalue("s3_endpoint")
         # Taken here, in the main thread: no test's monkeypatch of os.environ reaches a run started later.
         self.environment = {**os.environ}
-        for name in runs & {"rescored", "failed_run"}:
+        for name in runs & COPIES:
             self.copies[name] = (new_home(name), self.factory.mktemp(f"{name}_output"))
-        if runs & {"built", "rescored", "failed_run"} and "built" not in self.futures:
+        if runs & (COPIES | {"built"}) and "built" not in self.futures:
             home, output = new_home("built"), self.factory.mktemp("built") / "out"
             self.futures["built"] = self.pool.submit(self._built, source, home, output, dict(self.copies))
-        for name, job in (("s3_run", self._s3_run), ("rescored", self._rescored), ("failed_run", self._failed_run)):
+        jobs = (
+            ("s3_run", self._s3_run),
+            ("rescored", self._rescored),
+            ("failed_run", self._failed_run),
+            ("reran", self._reran),
+            ("recovery", self._recovery),
+        )
+        for name, job in jobs:
             if name in runs:
                 self.futures[name] = self.pool.submit(job, source)
 
@@ -246,12 +358,81 @@ class EndToEnd:
         home, output = copy
         target = embedded_postgres(home / "pgdata")
         with connect(target, autocommit=True) as connection:
+            forget_runs(connection)
             connection.execute("ALTER TABLE raw.fin_trans ADD CONSTRAINT ads_test_broken CHECK (amount < 0) NOT VALID")
         try:
             return self.ads("run", "--source", str(source), "--output", str(output), home=home)
         finally:
             with connect(target, autocommit=True) as connection:
                 connection.execute("ALTER TABLE raw.fin_trans DROP CONSTRAINT ads_test_broken")
+
+    def _reran(self, source: Path) -> Reran | None:
+        copy = self._copy_of_built("reran")
+        if copy is None:
+            return None
+        home, output = copy
+        runs_before = db_counts(home)["runs"]
+        unchanged = self.ads("run", "--source", str(source), "--output", str(output), home=home)
+        runs_after_unchanged = db_counts(home)["runs"]
+        changed_source = home / "changed_source"
+        shutil.copytree(source, changed_source)
+        change_one_line_of(changed_source / "fin_trans.tsv", LAST_MONTH_DAY)
+        changed_started = datetime.now(UTC)
+        changed = self.ads("run", "--source", str(changed_source), "--output", str(output), home=home)
+        return Reran(home, output, runs_before, unchanged, runs_after_unchanged, changed, changed_started)
+
+    def _recovery(self, source: Path) -> Recovery | None:
+        copy = self._copy_of_built("recovery")
+        if copy is None:
+            return None
+        home, output = copy
+        with connect(embedded_postgres(home / "pgdata")) as connection:
+            runs_before = {row[0] for row in connection.execute("SELECT run_id FROM runs")}
+        stop_embedded_postgres(home / "pgdata")
+        arguments = ["run", "--source", str(source), "--output", str(output), "--months", RECOVERED_MONTHS]
+        lines: queue.Queue = queue.Queue()
+        killed = Streamed(arguments, home, lines, self.environment)
+        try:
+            while True:
+                _, line = lines.get(timeout=RUN_TIMEOUT)
+                if line is None:
+                    raise RuntimeError("the run ended before it ingested: " + "".join(killed.stdout + killed.stderr))
+                if "] ingest: " in line:
+                    break
+            killed.kill_group()
+        finally:
+            if killed.process.poll() is None:
+                killed.kill_group()
+        postmaster = postmaster_pid(home / "pgdata")
+        assert postmaster is not None, "SIGKILL of the run's process group leaves its postmaster running"
+        killed_runs = started_runs(postmaster_socket(home / "pgdata"))
+        assert len(killed_runs) == 1, killed_runs
+
+        first, second = (Streamed(arguments, home, lines, self.environment) for _ in range(2))
+        try:
+            results = {first: first.result(), second: second.result()}
+        finally:
+            for streamed in (first, second):
+                if streamed.process.poll() is None:
+                    streamed.kill_group()
+        (winner, won), (_, lost) = sorted(results.items(), key=lambda item: item[1].returncode)
+        after_run = embedded_postgres_running(home / "pgdata")
+        try:
+            with connect(embedded_postgres(home / "pgdata")) as connection:
+                statuses = dict(connection.execute("SELECT run_id, status FROM runs").fetchall())
+        finally:
+            stop_embedded_postgres(home / "pgdata")
+        return Recovery(
+            home=home,
+            killed_run_id=killed_runs[0],
+            killed_pid=killed.process.pid,
+            postmaster_after_kill=postmaster,
+            winner=won,
+            loser=lost,
+            winner_pid=winner.process.pid,
+            statuses={run: status for run, status in statuses.items() if run not in runs_before},
+            postmaster_after_run=after_run,
+        )
 
     def _s3_run(self, source: Path) -> S3Run:
         import boto3
@@ -263,6 +444,24 @@ class EndToEnd:
         s3.create_bucket(Bucket=bucket)
         home, output = new_home("s3"), f"s3://{bucket}/runs/ads"
         return S3Run(home, bucket, output, self.ads("run", "--source", str(source), "--output", output, home=home))
+
+
+RECOVERED_MONTHS = "1993-04:1993-04"
+LAST_MONTH_DAY = "1993-04-"
+"""How the last month of the small bank begins in a fin_* date (the dates are shifted by FIN_DATE_SHIFT_YEARS)."""
+
+
+def change_one_line_of(path: Path, day_prefix: str) -> None:
+    """Change the amount of the first transaction whose date starts with `day_prefix` (fin_* layout: its 4th field)."""
+    from ads_assets.lib.berka.schema import FIN_DATE_SHIFT_YEARS
+
+    shifted = f"{int(day_prefix[:4]) + FIN_DATE_SHIFT_YEARS}{day_prefix[4:]}"
+    lines = path.read_text().splitlines(keepends=True)
+    index = next(number for number, line in enumerate(lines) if line.split("\t")[2].startswith(shifted))
+    fields = lines[index].split("\t")
+    fields[3] = f"{float(fields[3]) + 1:.2f}"
+    lines[index] = "\t".join(fields)
+    path.write_text("".join(lines))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -311,6 +510,18 @@ def rescored(end_to_end: EndToEnd) -> Rerun | None:
 def failed_run(end_to_end: EndToEnd) -> subprocess.CompletedProcess | None:
     """`ads run` on a copy of the built pipeline whose raw.fin_trans refuses every row (None if not built)."""
     return end_to_end.result("failed_run")
+
+
+@pytest.fixture(scope="session")
+def reran(end_to_end: EndToEnd) -> Reran | None:
+    """`ads run` with nothing new, then with one line of the last month changed, on a copy of the built pipeline."""
+    return end_to_end.result("reran")
+
+
+@pytest.fixture(scope="session")
+def recovery(end_to_end: EndToEnd) -> Recovery | None:
+    """`ads run --months` killed after ingesting, then two at once, on a copy of the built pipeline."""
+    return end_to_end.result("recovery")
 
 
 @pytest.fixture(scope="session")

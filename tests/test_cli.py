@@ -32,6 +32,7 @@ import pytest
 
 from ads_assets.cli import build_parser, main
 from ads_assets.console import LineTap, Reporter, strip_ansi
+from ads_assets.defs.detection.assets import DetectionConfig
 from ads_assets.environment import default_dataset, embedded_postgres_running, stop_embedded_postgres
 from ads_assets.lib.berka.schema import LOAD_ORDER
 from ads_assets.lib.db import connect, embedded_postgres, table_count
@@ -39,7 +40,7 @@ from ads_assets.lib.storage import OutputStore, s3_endpoint_url, s3_region
 from ads_assets.lib.tables import MISSING_TABLE, SCORES_TABLE, read_query
 from ads_assets.pipeline import RunSummary, StepOutcome, TableCount, failure_message, stage_of
 from ads_assets.settings import DEFAULT_ANOMALY_RATE, SettingsError, check_months
-from tests.end_to_end import Built, Rerun, S3Run, ads, db_counts
+from tests.end_to_end import Built, Reran, Rerun, S3Run, ads, db_counts
 
 MAX_SUMMARY_LINES = 42
 REMOTE_ASSET = re.compile(r"""<(?:script|link)\b[^>]*\b(?:src|href)=["']https?://""", re.IGNORECASE)
@@ -81,7 +82,7 @@ def test_help_shows_defaults_and_environment_variables(capsys: pytest.CaptureFix
         "default: ./ads_output",
         "--months",
         "--retrain-every",
-        "default: 3",
+        f"default: {DetectionConfig().retrain_every_months}",
     ):
         assert fragment in text, fragment
     with pytest.raises(SystemExit) as version:
@@ -482,6 +483,24 @@ def test_rescoring_a_window_with_another_cadence(built: Built, rescored: Rerun |
     assert run_config["ops"]["detection__anomaly_models"]["config"] == {"retrain_every_months": 1}
     runs = list((rescored.output / "quality" / "validations" / "raw" / "fin_trans").iterdir())
     assert len(runs) == 2, "the Data Docs keep the earlier run"
+
+
+def test_a_second_run_skips_the_unchanged_months(built: Built, reran: Reran | None) -> None:
+    """Nothing new: no Dagster run, and the summary says so. One changed line: only its month is redone."""
+    assert built.result.returncode == 0
+    unchanged = reran.unchanged
+    assert unchanged.returncode == 0, unchanged.stdout[-3000:] + unchanged.stderr[-3000:]
+    assert "ADS run: nothing new, nothing run" in unchanged.stdout
+    assert "months 1993-01..1993-04 unchanged since run" in unchanged.stdout
+    assert reran.runs_after_unchanged == reran.runs_before
+    changed = reran.changed
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+    assert "months 1993-01..1993-03 unchanged since run" in changed.stdout
+    assert "running 1993-04..1993-04" in changed.stdout
+    with connect(embedded_postgres(reran.home / "pgdata")) as connection:
+        scored = dict(connection.execute(f"SELECT month, max(scored_at) FROM {SCORES_TABLE} GROUP BY month"))
+    assert sorted(scored) == ["1993-01", "1993-02", "1993-03", "1993-04"]
+    assert {month for month, at in scored.items() if at > reran.changed_started} == {"1993-04"}
 
 
 def test_ads_psql_queries_the_embedded_database(built: Built) -> None:

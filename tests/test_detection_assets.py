@@ -114,6 +114,24 @@ def test_months_between_retrains_reuse_the_model_trained_before_the_retrain_mont
     assert sorted(detection.registry.versions("detection__anomaly_models")) == sorted({august, october})
 
 
+def test_each_month_partition_carries_its_own_metadata(detection: Detection) -> None:
+    """One run over four months: each partition's materialization holds that month's rows and alerts."""
+    scores = detection.scores()
+    expected = {f"{month}-01": (len(rows), int(rows["is_anomaly"].sum())) for month, rows in scores.groupby("month")}
+    materializations = detection.first.asset_materializations_for_node("anomaly__transaction_scores")
+    recorded = {
+        event.partition: (event.metadata["dagster/row_count"].value, event.metadata["flagged"].value)
+        for event in materializations
+    }
+    assert recorded == {month: expected[month] for month in MONTHS}
+    assert len({rows for rows, _ in recorded.values()}) > 1
+    models = {
+        event.partition: event.metadata["trained_on"].value
+        for event in detection.first.asset_materializations_for_node(MODELS_OP)
+    }
+    assert models["1996-08-01"] == models["1996-09-01"] != models["1996-10-01"] == models["1996-11-01"]
+
+
 def test_the_first_month_of_the_data_is_scored_by_a_cold_start_model(detection: Detection) -> None:
     result = detection.materialize(["1995-01-01"])
 

@@ -30,7 +30,7 @@ from ads_assets.lib.berka.generator.retail import (
     TAKEOVER_REFUND_DELAY,
 )
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
-from ads_assets.lib.ingest import _RowScreen
+from ads_assets.lib.ingest import _RowScreen, plausible_window
 
 RATE = 0.005
 WINDOW = {"start": "1996-01", "end": "1996-12"}
@@ -226,7 +226,7 @@ def test_both_formats_read_back_without_quarantine(small: GeneratedData, fmt: st
     keys: dict[str, set] = {}
     for name in LOAD_ORDER:
         relation = RELATIONS[name]
-        screen = _RowScreen(relation, keys)
+        screen = _RowScreen(relation, keys, plausible_window())
         rows = list(read_rows(sources[name]))
         reasons = [row.reason if row.values is None else screen.reason(row) for row in rows]
         assert [reason for reason in reasons if reason] == []

@@ -11,7 +11,14 @@ import pytest
 from ads_assets.lib.berka.formats import SourceError, detect_source
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import connect, table_count
-from ads_assets.lib.ingest import MonthWindow, ReconciliationError, load_relation, month_span
+from ads_assets.lib.ingest import (
+    MonthWindow,
+    PlausibleWindow,
+    ReconciliationError,
+    load_relation,
+    month_span,
+    transaction_span,
+)
 from ads_assets.lib.raw_schema import LOAD_AUDIT_TABLE, QUARANTINE_TABLE, ensure_raw_schema, raw_table
 
 
@@ -149,6 +156,32 @@ def test_partitioned_load_replaces_only_its_window(real_berka: Path, fresh_datab
     assert again.rows_accepted == march.rows_accepted
     assert march.rows_read + march.rows_outside_window == 49102
     assert march.reconciles and april.reconciles
+
+
+def test_rows_dated_outside_a_given_plausible_window_are_quarantined(real_berka: Path, fresh_database) -> None:
+    sources = detect_source(real_berka / "pkdd99")
+    plausible = PlausibleWindow(date(1993, 2, 1), date(1994, 1, 31), "a test window")
+    span = transaction_span(sources["trans"], plausible)
+    assert month_span(sources["trans"], plausible) == span.months == ("1993-02", "1994-01")
+    assert (span.earliest_outside, span.latest_outside) == (date(1993, 1, 1), date(1994, 3, 31))
+    with connect(fresh_database) as connection:
+        for name in LOAD_ORDER[:-1]:
+            load_relation(connection, sources[name])
+        report = load_relation(connection, sources["trans"], plausible=plausible)
+        outside = connection.execute(
+            f"SELECT count(*), min(reason), max(reason) FROM {QUARANTINE_TABLE} "
+            "WHERE relation = 'trans' AND reason LIKE 'date %'"
+        ).fetchone()
+        dates = connection.execute("SELECT min(date), max(date) FROM raw.fin_trans").fetchone()
+    assert outside == (
+        span.rows_outside,
+        "date 1993-01-01 in column date is before 1993-02-01, the start of the plausible window (a test window)",
+        "date 1994-03-31 in column date is after 1994-01-31, the end of the plausible window",
+    )
+    assert report.rows_quarantined == span.rows_outside and report.reconciles
+    assert report.rows_accepted == 49102 - span.rows_outside
+    assert report.plausible_window == "1993-02-01..1994-01-31"
+    assert dates == (date(1993, 2, 1), date(1994, 1, 31))
 
 
 def test_failed_reconciliation_leaves_nothing_behind(real_berka: Path, fresh_database, monkeypatch) -> None:

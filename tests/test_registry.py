@@ -1,4 +1,4 @@
-"""The model registry (local Fernet, S3 SSE-KMS on moto's server) and the Dagster IO manager on top of it."""
+"""The model registry (local Fernet, S3 SSE-KMS on moto's server, signed manifests) and the Dagster IO manager on top of it."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def ads_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "ads_home"
     monkeypatch.setenv("ADS_HOME", str(home))
     monkeypatch.delenv("ADS_MODEL_KEY", raising=False)
+    monkeypatch.delenv("ADS_MODEL_SIGNING_KEY", raising=False)
     return home
 
 
@@ -121,6 +122,11 @@ def test_a_truncated_file_is_refused(tmp_path: Path, training) -> None:
         registry.load("isolation_forest", record.version)
 
 
+def resign(registry: ModelRegistry, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest signed again with the registry's signing key, as only a holder of that key can."""
+    return manifest | {"signature": registry.signing_key.sign(manifest)}
+
+
 def test_a_changed_manifest_is_refused(tmp_path: Path, training) -> None:
     registry = ModelRegistry(str(tmp_path / "models"))
     record = save_forest(registry, training[0])
@@ -129,6 +135,9 @@ def test_a_changed_manifest_is_refused(tmp_path: Path, training) -> None:
     manifest["metadata"]["metrics"]["precision"] = 0.99
     manifest_file.write_text(json.dumps(manifest))
 
+    with pytest.raises(ModelIntegrityError, match=r"failed signature verification .*the manifest or its signature"):
+        registry.load("isolation_forest")
+    manifest_file.write_text(json.dumps(resign(registry, manifest)))
     with pytest.raises(ModelIntegrityError, match=r"manifest\.json was changed: metadata differ"):
         registry.load("isolation_forest")
 
@@ -145,6 +154,9 @@ def test_a_changed_file_with_a_matching_manifest_is_refused(tmp_path: Path, trai
     manifest["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest_file.write_text(json.dumps(manifest))
 
+    with pytest.raises(ModelIntegrityError, match="failed signature verification"):
+        registry.load("isolation_forest")
+    manifest_file.write_text(json.dumps(resign(registry, manifest)))
     with pytest.raises(ModelIntegrityError, match="cannot be decrypted"):
         registry.load("isolation_forest")
 
@@ -188,6 +200,9 @@ def test_a_data_digest_is_part_of_the_version_and_sealed_in_the_manifest(tmp_pat
     manifest = json.loads(manifest_path(record).read_text())
     manifest["training_data_sha256"] = "cd" * 32
     manifest_path(record).write_text(json.dumps(manifest))
+    with pytest.raises(ModelIntegrityError, match="failed signature verification"):
+        registry.verify("isolation_forest", record.version)
+    manifest_path(record).write_text(json.dumps(resign(registry, manifest)))
     with pytest.raises(ModelIntegrityError, match="training_data_sha256 differ"):
         registry.verify("isolation_forest", record.version)
 
@@ -298,6 +313,13 @@ def test_s3_tampering_is_refused(s3: Any, s3_bucket: str, kms_key_id: str, train
     manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=f"{folder}/manifest.json")["Body"].read())
     manifest["parameters"]["contamination"] = 0.5
     s3.put_object(Bucket=s3_bucket, Key=f"{folder}/manifest.json", Body=json.dumps(manifest), **encryption)
+    with pytest.raises(
+        ModelIntegrityError, match=rf"signature verification .*s3://{s3_bucket}/{folder}/manifest\.json"
+    ):
+        registry.load("isolation_forest")
+    s3.put_object(
+        Bucket=s3_bucket, Key=f"{folder}/manifest.json", Body=json.dumps(resign(registry, manifest)), **encryption
+    )
     with pytest.raises(ModelIntegrityError, match="manifest.json was changed: parameters differ"):
         registry.load("isolation_forest")
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ads_assets.lib.storage import (
+    PUBLICATION_METADATA_KEY,
     OutputStore,
     SchemaMismatchError,
     guess_content_type,
@@ -146,6 +147,70 @@ def test_frames_that_do_not_fit_are_refused(store: OutputStore) -> None:
 def test_a_month_column_equal_to_the_partition_is_dropped(store: OutputStore) -> None:
     store.write_partition("anomalies", "1994-02", FRAMES["1994-02"].assign(month="1994-02"))
     assert store.read_table("anomalies").column_names == [*FRAMES["1994-02"].columns, "month"]
+
+
+def dataset_ids(store: OutputStore, table: str) -> list[int]:
+    """The trans_ids a Parquet reader that discovers files itself (pyarrow, Hive layout) finds."""
+    filesystem, base = store.location.arrow(table)
+    dataset = ds.dataset(base, filesystem=filesystem, format="parquet", partitioning="hive")
+    return sorted(dataset.to_table(columns=["trans_id"]).column("trans_id").to_pylist())
+
+
+def test_a_staged_month_is_invisible_until_committed(store: OutputStore) -> None:
+    store.write_partition("anomalies", "1994-01", FRAMES["1994-01"])
+    staged = store.stage_partition("anomalies", "1994-01", month_frame("1994-01", [100, 101]))
+    first = store.stage_partition("anomalies", "1994-03", month_frame("1994-03", [300]))
+
+    assert staged.key == f"anomalies/month=1994-01/_staged-{staged.token}.parquet.tmp"
+    assert store.months("anomalies") == ["1994-01"]
+    assert store.read_table("anomalies").column("trans_id").to_pylist() == [1, 2, 3, 4, 5]
+    assert dataset_ids(store, "anomalies") == [1, 2, 3, 4, 5]
+    assert {(found.month, found.token) for found in store.staged_partitions("anomalies")} == {
+        ("1994-01", staged.token),
+        ("1994-03", first.token),
+    }
+
+    assert staged.commit() == store.url("anomalies/month=1994-01/part-0.parquet")
+    first.commit()
+
+    assert store.read_table("anomalies").column("trans_id").to_pylist() == [100, 101, 300]
+    assert dataset_ids(store, "anomalies") == [100, 101, 300]
+    assert store.staged_partitions("anomalies") == []
+    assert stored_keys(store) == {
+        "anomalies/_schema.arrow",
+        "anomalies/month=1994-01/part-0.parquet",
+        "anomalies/month=1994-03/part-0.parquet",
+    }
+    filesystem, path = store.location.arrow("anomalies/month=1994-03/part-0.parquet")
+    assert pq.read_schema(path, filesystem=filesystem).metadata[PUBLICATION_METADATA_KEY] == first.token.encode()
+
+
+def test_a_discarded_stage_leaves_the_month_as_it_was(store: OutputStore) -> None:
+    store.write_partition("anomalies", "1994-01", FRAMES["1994-01"])
+    staged = store.stage_partition("anomalies", "1994-01", month_frame("1994-01", [100]), token="run7")
+
+    staged.discard()
+
+    assert staged.token == "run7"
+    assert store.read_table("anomalies").column("trans_id").to_pylist() == [1, 2, 3, 4, 5]
+    assert stored_keys(store) == {"anomalies/_schema.arrow", "anomalies/month=1994-01/part-0.parquet"}
+    with pytest.raises(FileNotFoundError):
+        staged.commit()
+    with pytest.raises(ValueError, match="letters and digits"):
+        store.stage_partition("anomalies", "1994-01", FRAMES["1994-01"], token="../x")
+    with pytest.raises(SchemaMismatchError):
+        store.stage_partition("anomalies", "1994-02", FRAMES["1994-02"].drop(columns="score"))
+
+
+def test_delete_month_removes_the_month_and_nothing_else(store: OutputStore) -> None:
+    for month, frame in FRAMES.items():
+        store.write_partition("anomalies", month, frame)
+    store.stage_partition("anomalies", "1994-02", month_frame("1994-02", [9]))
+
+    store.delete_month("anomalies", "1994-02")
+
+    assert store.months("anomalies") == ["1994-01"]
+    assert store.month_keys("anomalies") == {"1994-01": ["anomalies/month=1994-01/part-0.parquet"]}
 
 
 def test_static_files_and_urls(store: OutputStore) -> None:

@@ -1,4 +1,9 @@
-"""Load one Berka relation from a source into `raw`: COPY the good rows, quarantine the bad, audit, reconcile."""
+"""Load one Berka relation from a source into `raw`: COPY the good rows, quarantine the bad, audit, reconcile.
+
+Besides what the reader rejects, a row is quarantined when a date of it lies outside the plausible window
+(before ADS_PLAUSIBLE_FROM, by default the earliest account's opening, or after today), when it repeats a
+key, or when it points at no parent row.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,11 @@ from typing import Any
 
 import psycopg
 
-from ads_assets.lib.berka.formats import ParsedRow, SourceFile, read_rows
-from ads_assets.lib.berka.schema import RELATIONS, Relation
+from ads_assets.lib.berka.formats import ParsedRow, SourceError, SourceFile, read_rows
+from ads_assets.lib.berka.schema import RELATIONS, ColumnType, Relation
 from ads_assets.lib.db import copy_rows, table_count
 from ads_assets.lib.raw_schema import LOAD_AUDIT_TABLE, QUARANTINE_TABLE, ensure_raw_schema, raw_table
+from ads_assets.settings import PLAUSIBLE_FROM_VARIABLE, plausible_from_env
 
 FULL_LOAD = "all"
 
@@ -36,6 +42,69 @@ class MonthWindow:
         return self.start <= day < self.end
 
 
+@dataclass(frozen=True)
+class PlausibleWindow:
+    """The dates a row may carry, both ends included: from `start` (None: no lower bound) to `end` (today).
+
+    `origin` says where `start` comes from: ADS_PLAUSIBLE_FROM, the earliest account's opening, or nowhere.
+    """
+
+    start: date | None
+    end: date
+    origin: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.start or '…'}..{self.end}"
+
+    def reason(self, day: date, column: str) -> str:
+        """Why `day`, a value of `column` outside the window, is not plausible."""
+        if day > self.end:
+            if self.end >= date.today():
+                return f"date {day} in column {column} is in the future (after {self.end})"
+            return f"date {day} in column {column} is after {self.end}, the end of the plausible window"
+        return (
+            f"date {day} in column {column} is before {self.start}, the start of the plausible window ({self.origin})"
+        )
+
+
+ORIGIN_SETTING = f"set by {PLAUSIBLE_FROM_VARIABLE}"
+ORIGIN_ACCOUNTS = "the earliest account's opening"
+ORIGIN_NONE = "no account to start from"
+
+
+def plausible_window(accounts: SourceFile | None = None, today: date | None = None) -> PlausibleWindow:
+    """The plausible window: from ADS_PLAUSIBLE_FROM when set, else from the earliest opening date of the
+    readable `accounts` rows up to today (no start without them), to `today` (the current date)."""
+    end = today or date.today()
+    start = plausible_from_env()
+    if start is not None:
+        return PlausibleWindow(start, end, ORIGIN_SETTING)
+    if accounts is None:
+        return PlausibleWindow(None, end, ORIGIN_NONE)
+    index = RELATIONS["account"].column_names.index("date")
+    openings = [row.values[index] for row in read_rows(accounts) if row.values is not None]
+    earliest = min((day for day in openings if day <= end), default=None)
+    return PlausibleWindow(earliest, end, ORIGIN_ACCOUNTS if earliest else ORIGIN_NONE)
+
+
+@dataclass(frozen=True)
+class TransactionSpan:
+    """The first and last month (YYYY-MM) of a source's readable transactions inside the plausible window,
+    and the readable transactions left out as outside it (their count and their earliest and latest date)."""
+
+    first: str
+    last: str
+    plausible: PlausibleWindow
+    rows_outside: int = 0
+    earliest_outside: date | None = None
+    latest_outside: date | None = None
+
+    @property
+    def months(self) -> tuple[str, str]:
+        return self.first, self.last
+
+
 @dataclass
 class LoadReport:
     """What one load read, accepted, quarantined and skipped as outside its window."""
@@ -48,6 +117,7 @@ class LoadReport:
     rows_accepted: int = 0
     rows_quarantined: int = 0
     rows_outside_window: int = 0
+    plausible_window: str = ""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
 
@@ -64,10 +134,17 @@ class Quarantined:
 
 
 class _RowScreen:
-    """Cross-row checks: duplicate keys within the source and keys that point at no parent row."""
+    """Checks beyond one field: dates outside the plausible window, duplicate keys within the source and keys
+    that point at no parent row."""
 
-    def __init__(self, relation: Relation, parent_keys: dict[str, set[Any]]):
+    def __init__(self, relation: Relation, parent_keys: dict[str, set[Any]], plausible: PlausibleWindow):
         self.relation = relation
+        self.plausible = plausible
+        self.first_day = plausible.start or date.min
+        self.last_day = plausible.end
+        self.dates = [
+            (index, column.name) for index, column in enumerate(relation.columns) if column.type == ColumnType.DATE
+        ]
         self.key_index = relation.column_names.index(relation.key)
         self.parent_checks = [
             (relation.column_names.index(column), column, parent, parent_keys[parent])
@@ -78,6 +155,10 @@ class _RowScreen:
     def reason(self, row: ParsedRow) -> str | None:
         values = row.values
         assert values is not None
+        for index, column in self.dates:
+            day = values[index]
+            if day is not None and not self.first_day <= day <= self.last_day:
+                return self.plausible.reason(day, column)
         key = values[self.key_index]
         first_line = self.first_line_of.setdefault(key, row.line_number)
         if first_line != row.line_number:
@@ -88,9 +169,16 @@ class _RowScreen:
         return None
 
 
-def load_relation(connection: psycopg.Connection, source: SourceFile, window: MonthWindow | None = None) -> LoadReport:
+def load_relation(
+    connection: psycopg.Connection,
+    source: SourceFile,
+    window: MonthWindow | None = None,
+    plausible: PlausibleWindow | None = None,
+) -> LoadReport:
     """Replace the relation's rows (or the window's, for a partitioned relation) with the source's.
 
+    Rows dated outside `plausible` are quarantined; by default the window starts at ADS_PLAUSIBLE_FROM, else
+    at the earliest opening in `raw.fin_account` (accounts themselves get no start), and ends today.
     Runs in one transaction: the load either reconciles and commits, or raises and leaves nothing.
     """
     relation = RELATIONS[source.relation]
@@ -105,7 +193,9 @@ def load_relation(connection: psycopg.Connection, source: SourceFile, window: Mo
     quarantined: list[Quarantined] = []
     with connection.transaction(), connection.cursor() as cursor:
         ensure_raw_schema(cursor)
-        screen = _RowScreen(relation, _parent_keys(cursor, relation))
+        plausible = plausible or _loaded_plausible_window(cursor, relation)
+        report.plausible_window = plausible.label
+        screen = _RowScreen(relation, _parent_keys(cursor, relation), plausible)
         _delete_window(cursor, relation, window)
         accepted = _accepted_rows(read_rows(source), relation, screen, window, report, quarantined)
         copy_rows(cursor, raw_table(relation), relation.column_names, accepted)
@@ -143,6 +233,18 @@ def _accepted_rows(
             report.rows_outside_window += 1
         else:
             yield row.values
+
+
+def _loaded_plausible_window(cursor: psycopg.Cursor, relation: Relation) -> PlausibleWindow:
+    end = date.today()
+    start = plausible_from_env()
+    if start is not None:
+        return PlausibleWindow(start, end, ORIGIN_SETTING)
+    if relation.name == "account" or all(column.type != ColumnType.DATE for column in relation.columns):
+        return PlausibleWindow(None, end, ORIGIN_NONE)
+    cursor.execute(f"SELECT min(date) FROM {raw_table(RELATIONS['account'])} WHERE date <= %s", (end,))
+    earliest = cursor.fetchone()[0]
+    return PlausibleWindow(earliest, end, ORIGIN_ACCOUNTS if earliest else ORIGIN_NONE)
 
 
 def _parent_keys(cursor: psycopg.Cursor, relation: Relation) -> dict[str, set[Any]]:
@@ -214,13 +316,37 @@ def _write_audit(cursor: psycopg.Cursor, report: LoadReport) -> None:
     )
 
 
-def month_span(source: SourceFile) -> tuple[str, str]:
-    """First and last month (YYYY-MM) of the partitioned relation's parseable rows."""
+def transaction_span(source: SourceFile, plausible: PlausibleWindow) -> TransactionSpan:
+    """The months of the partitioned relation's readable rows dated inside `plausible`, and the rows outside it.
+
+    Raises SourceError (one line naming the file) when no readable row is dated inside the window.
+    """
     relation = RELATIONS[source.relation]
     if relation.partition_column is None:
         raise ValueError(f"{relation.name} has no months")
     index = relation.column_names.index(relation.partition_column)
     days = [row.values[index] for row in read_rows(source) if row.values is not None]
-    if not days:
-        raise ValueError(f"{source.location} holds no readable {relation.name} rows")
-    return f"{min(days):%Y-%m}", f"{max(days):%Y-%m}"
+    low, high = plausible.start or date.min, plausible.end
+    inside = [day for day in days if low <= day <= high]
+    if not inside:
+        if days:
+            raise SourceError(
+                f"{source.location}: all {len(days):,} readable {relation.name} rows are dated outside the plausible "
+                f"window {plausible.label} (start: {plausible.origin}); {PLAUSIBLE_FROM_VARIABLE} sets its start"
+            )
+        raise SourceError(f"{source.location} holds no readable {relation.name} rows")
+    outside = [day for day in days if not low <= day <= high] if len(inside) < len(days) else []
+    return TransactionSpan(
+        first=f"{min(inside):%Y-%m}",
+        last=f"{max(inside):%Y-%m}",
+        plausible=plausible,
+        rows_outside=len(outside),
+        earliest_outside=min(outside, default=None),
+        latest_outside=max(outside, default=None),
+    )
+
+
+def month_span(source: SourceFile, plausible: PlausibleWindow | None = None) -> tuple[str, str]:
+    """First and last month (YYYY-MM) of the partitioned relation's readable rows inside the plausible window
+    (by default `plausible_window()`: from ADS_PLAUSIBLE_FROM, when set, to today)."""
+    return transaction_span(source, plausible or plausible_window()).months

@@ -4,6 +4,10 @@ A root is a local folder (`./ads_output`) or `s3://bucket/prefix`. On S3 the end
 `ADS_S3_ENDPOINT_URL`, else `AWS_ENDPOINT_URL` (unset: AWS itself), and the region from `AWS_REGION`,
 else `AWS_DEFAULT_REGION`, else us-east-1; credentials follow the usual AWS chain. Objects are written
 with boto3 and Parquet is read back with pyarrow datasets.
+
+A month can be published in two phases (`OutputStore.stage_partition`, then `StagedPartition.commit`): the file
+is first written under a name every reader skips, and replaces the month's file in one step once the caller
+has committed the same rows elsewhere (`ads_assets.lib.publish`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,12 +35,18 @@ DEFAULT_REGION = "us-east-1"
 PARTITION_COLUMN = "month"
 PART_FILE = "part-0.parquet"
 SCHEMA_FILE = "_schema.arrow"
+STAGED_PREFIX = "_staged-"
+STAGED_SUFFIX = ".parquet.tmp"
+PUBLICATION_METADATA_KEY = b"ads.publication"
+"""The Parquet key-value metadata entry that holds the token of the publication that wrote a month's file."""
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 UTF8_TYPES = ("text/", "application/json", "application/javascript", "image/svg+xml")
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _TABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TOKEN = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_STAGED = re.compile(rf"^{re.escape(STAGED_PREFIX)}([A-Za-z0-9]{{1,64}}){re.escape(STAGED_SUFFIX)}$")
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
 
 
@@ -113,6 +124,13 @@ class Location(ABC):
         """Remove `key`; nothing happens when it is absent."""
 
     @abstractmethod
+    def rename(self, source: str, target: str) -> str:
+        """Move `source` to `target`, replacing it: a reader of `target` sees the old or the new content, whole.
+
+        Returns the URL of `target`; FileNotFoundError when `source` is absent.
+        """
+
+    @abstractmethod
     def list(self, folder: str = "") -> list[str]:
         """Every key below `folder` (all of them for ""), sorted."""
 
@@ -149,6 +167,13 @@ class LocalLocation(Location):
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def rename(self, source: str, target: str) -> str:
+        """`os.replace` within the root: atomic on one filesystem."""
+        destination = self.path(target)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(source), destination)
+        return destination.as_uri()
 
     def list(self, folder: str = "") -> list[str]:
         base = self.path(folder) if folder else self.root
@@ -197,6 +222,30 @@ class S3Location(Location):
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def rename(self, source: str, target: str) -> str:
+        """A server-side copy to `target`, then the deletion of `source` (objects up to 5 GB).
+
+        S3 has no atomic rename: between the two steps both keys exist, and a crash there leaves `source`
+        behind. A reader of `target` still sees either the old object or the new one, whole, as S3 replaces
+        an object in one step; the `put_args` (encryption) apply to the copy as to any write.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self.object_key(target),
+                CopySource={"Bucket": self.bucket, "Key": self.object_key(source)},
+                MetadataDirective="COPY",
+                **self.put_args,
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(self.url(source)) from error
+            raise
+        self.delete(source)
+        return self.url(target)
 
     def list(self, folder: str = "") -> list[str]:
         base = self.object_key(folder) + "/" if folder else (f"{self.prefix}/" if self.prefix else "")
@@ -309,6 +358,77 @@ class OutputStore:
         only `month` and is dropped: it comes back from the path. The new file is written before the month's
         other files are removed, so a rerun replaces the month and never leaves it missing.
         """
+        data = self._encode_partition(table, month, frame, schema, token=None)
+        folder = self.month_folder(table, month)
+        url = self.location.write_bytes(f"{folder}/{PART_FILE}", data, content_type=PARQUET_CONTENT_TYPE)
+        self.remove_all_but(folder, f"{folder}/{PART_FILE}")
+        return url
+
+    def stage_partition(
+        self,
+        table: str,
+        month: str,
+        frame: pd.DataFrame | pa.Table,
+        *,
+        schema: pa.Schema | None = None,
+        token: str | None = None,
+    ) -> StagedPartition:
+        """Write the month's new file under a name readers skip; `commit()` makes it the month's data.
+
+        Frames and schemas are taken as by `write_partition`. The file is `_staged-<token>.parquet.tmp` in the
+        month's folder, which Parquet readers ignore (a leading `_`, and not `*.parquet`), as do `months` and
+        `read_table`; `token` (letters and digits, a new random one by default) names the publication, and
+        the file carries it in its Parquet metadata under `PUBLICATION_METADATA_KEY`, as the month's file
+        does once committed.
+        """
+        token = uuid.uuid4().hex if token is None else token
+        if not _TOKEN.match(token):
+            raise ValueError(f"a publication token is 1 to 64 letters and digits, got {token!r}")
+        data = self._encode_partition(table, month, frame, schema, token=token)
+        staged = StagedPartition(self, table, month, token)
+        self.location.write_bytes(staged.key, data, content_type=PARQUET_CONTENT_TYPE)
+        return staged
+
+    def staged_partitions(self, table: str) -> list[StagedPartition]:
+        """The staged files of `table` that were neither committed nor discarded (left by a crash), by month."""
+        return [
+            StagedPartition(self, table, month, match.group(1))
+            for month, keys in self.month_keys(table).items()
+            for key in keys
+            if (match := _STAGED.match(key.rsplit("/", 1)[1]))
+        ]
+
+    def month_keys(self, table: str) -> dict[str, list[str]]:
+        """Every key in each month folder of `table`, staged and leftover files included, by month."""
+        found: dict[str, list[str]] = {}
+        for key in self.location.list(check_table(table)):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[1].startswith(f"{PARTITION_COLUMN}="):
+                month = parts[1][len(PARTITION_COLUMN) + 1 :]
+                if _MONTH.match(month):
+                    found.setdefault(month, []).append(key)
+        return dict(sorted(found.items()))
+
+    def month_folder(self, table: str, month: str) -> str:
+        """The key of the month's folder: `{table}/month=YYYY-MM`."""
+        return f"{check_table(table)}/{PARTITION_COLUMN}={check_month(month)}"
+
+    def delete_month(self, table: str, month: str) -> None:
+        """Remove every file of the month's folder: the month's data first, so readers never see half of it."""
+        folder = self.month_folder(table, month)
+        keys = self.location.list(folder)
+        for key in sorted(keys, key=lambda key: key != f"{folder}/{PART_FILE}"):
+            self.location.delete(key)
+
+    def _encode_partition(
+        self,
+        table: str,
+        month: str,
+        frame: pd.DataFrame | pa.Table,
+        schema: pa.Schema | None,
+        token: str | None,
+    ) -> bytes:
+        """The month's Parquet bytes in the table's schema, storing that schema first when the table has none."""
         check_table(table)
         check_month(month)
         stored = self.schema(table)
@@ -321,14 +441,19 @@ class OutputStore:
         arrow_table = _to_arrow(_without_month(frame, month, table), target, f"{table} {month}")
         if stored is None:
             self.location.write_bytes(f"{table}/{SCHEMA_FILE}", arrow_table.schema.serialize().to_pybytes())
+        if token is not None:
+            metadata = dict(arrow_table.schema.metadata or {})
+            metadata[PUBLICATION_METADATA_KEY] = token.encode()
+            arrow_table = arrow_table.replace_schema_metadata(metadata)
         buffer = io.BytesIO()
         pq.write_table(arrow_table, buffer)
-        folder = f"{table}/{PARTITION_COLUMN}={month}"
-        url = self.location.write_bytes(f"{folder}/{PART_FILE}", buffer.getvalue(), content_type=PARQUET_CONTENT_TYPE)
+        return buffer.getvalue()
+
+    def remove_all_but(self, folder: str, kept: str) -> None:
+        """Remove every file below `folder` except `kept`."""
         for key in self.location.list(folder):
-            if key != f"{folder}/{PART_FILE}":
+            if key != kept:
                 self.location.delete(key)
-        return url
 
     def migrate(self, table: str, schema: pa.Schema, upgrade: Callable[[pa.Table], pa.Table]) -> list[str]:
         """Rewrite a table written with another schema into `schema`, month by month through `upgrade`.
@@ -389,6 +514,41 @@ class OutputStore:
             if _MONTH.match(month) and name.endswith(".parquet") and not name.startswith((".", "_")):
                 found.append((month, key))
         return sorted(found)
+
+
+@dataclass(frozen=True)
+class StagedPartition:
+    """A month's new Parquet file, written under a name readers skip, not yet the month's data.
+
+    `commit()` renames it to the month's `part-0.parquet` (on a local folder `os.replace`, atomic; on S3 a copy
+    and a delete, see `S3Location.rename`) and removes the month's other files; `discard()` removes it. A
+    reader of the month sees its old file or its new one, whole, never a mix and never neither.
+    """
+
+    store: OutputStore
+    table: str
+    month: str
+    token: str
+
+    @property
+    def key(self) -> str:
+        """The staged file's key: `{table}/month=YYYY-MM/_staged-<token>.parquet.tmp`."""
+        return f"{self.store.month_folder(self.table, self.month)}/{STAGED_PREFIX}{self.token}{STAGED_SUFFIX}"
+
+    @property
+    def part_key(self) -> str:
+        """The key the file gets on commit: the month's `part-0.parquet`."""
+        return f"{self.store.month_folder(self.table, self.month)}/{PART_FILE}"
+
+    def commit(self) -> str:
+        """Make the staged file the month's data; returns its URL. FileNotFoundError when it is gone."""
+        url = self.store.location.rename(self.key, self.part_key)
+        self.store.remove_all_but(self.store.month_folder(self.table, self.month), self.part_key)
+        return url
+
+    def discard(self) -> None:
+        """Remove the staged file; the month keeps the data it had."""
+        self.store.location.delete(self.key)
 
 
 def _without_month(frame: pd.DataFrame | pa.Table, month: str, table: str) -> pd.DataFrame | pa.Table:

@@ -7,6 +7,7 @@ re-exported here for the readers of every anomaly table.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from datetime import date
 
@@ -112,11 +113,49 @@ def confirmed_anomalies(connection: psycopg.Connection) -> set[int]:
 
 def replace_month(connection: psycopg.Connection, table: str, month: str, frame: pd.DataFrame) -> int:
     """Delete `month` from `table` and COPY `frame` in, in one transaction; returns rows written."""
-    columns = list(frame.columns)
     with connection.transaction(), connection.cursor() as cursor:
         ensure_anomaly_schema(cursor)
         cursor.execute(f"DELETE FROM {table} WHERE month = %s", (month,))
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None):
-                copy.write_row(row)
+        copy_frame(cursor, table, frame)
     return len(frame)
+
+
+def copy_frame(cursor: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
+    """COPY `frame`'s rows into `table` as one CSV stream written by pyarrow.
+
+    Every non-null value is quoted, so an empty string stays an empty string and a missing value (None,
+    NaN, NaT) is NULL. List values become Postgres array literals, dict values JSON text.
+    """
+    if frame.empty:
+        return
+    columns = {name: _copyable(frame[name]) for name in frame.columns}
+    buffer = io.BytesIO()
+    pa_csv.write_csv(
+        pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False),
+        buffer,
+        pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
+    )
+    with cursor.copy(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(buffer.getbuffer())
+
+
+def _copyable(column: pd.Series) -> pd.Series:
+    if column.dtype != object:
+        return column
+    present = column.dropna()
+    if present.empty:
+        return column.astype("string")
+    sample = present.iloc[0]
+    if isinstance(sample, list | tuple):
+        return column.map(_array_literal, na_action="ignore").astype("string")
+    if isinstance(sample, dict):
+        return column.map(json.dumps, na_action="ignore").astype("string")
+    if isinstance(sample, str):
+        return column.astype("string")
+    return column
+
+
+def _array_literal(values: Sequence[object]) -> str:
+    """A Postgres array literal of text elements, each quoted and escaped."""
+    quoted = ('"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    return "{" + ",".join(quoted) + "}"

@@ -13,16 +13,13 @@ from ads_assets.lib.detection.ensemble import DEFAULT_WEIGHTS, EnsembleDetector
 from ads_assets.lib.detection.scoring import by_date, empty_scores, parquet_rows, postgres_rows, score_month
 from ads_assets.lib.detection.tables import SCORES_PARQUET_SCHEMA, SCORES_TABLE_NAME, upgrade_scores_parquet
 from ads_assets.lib.detection.training import TrainingWindow, frame_digest, training_frame, training_windows
+from ads_assets.lib.publish import MISSING_PUBLICATION, SCORES_PUBLICATION, publish_month, reconcile
 from ads_assets.lib.tables import (
     FEATURES_TABLE,
-    MISSING_PARQUET_SCHEMA,
     MISSING_PAYMENTS_TABLE,
-    MISSING_TABLE,
-    SCORES_TABLE,
     confirmed_anomalies,
     read_query,
     read_window,
-    replace_month,
 )
 
 FEATURES_KEY = dg.AssetKey(["marts", "fct_transaction_features"])
@@ -55,7 +52,7 @@ class DetectionConfig(dg.Config):
     min_cold_start_rows: int = 2_000
     threshold: float = 0.5
     alert_budget: float = 0.01
-    retrain_every_months: int = 3
+    retrain_every_months: int = 6
     random_state: int = 0
 
 
@@ -157,6 +154,10 @@ def anomaly_models(
         note = " (cold start: trained on the month it scores, nothing earlier exists)" if window.cold_start else ""
         context.log.info(f"model trained on {window.label()} ({len(training):,} rows) scores {scored_months}{note}")
     cold = [f"{month:%Y-%m}" for month in months if plan[month].cold_start]
+    for month in months:
+        context.add_asset_metadata(
+            {"trained_on": plan[month].label(), "cold_start": plan[month].cold_start}, partition_key=month.isoformat()
+        )
     context.add_output_metadata(
         {
             "retrain_every_months": config.retrain_every_months,
@@ -195,42 +196,73 @@ def transaction_scores(
     migrated = store.migrate(SCORES_TABLE_NAME, SCORES_PARQUET_SCHEMA, upgrade_scores_parquet)
     if migrated:
         context.log.info(f"upgraded {len(migrated)} stored months of transaction_scores to the detector_scores map")
-    per_month: dict[str, dict[str, float | int]] = {}
+    recent = RecentMonths()
     with postgres.connect() as connection:
+        reconciled = reconcile(store, connection, SCORES_PUBLICATION, log=context.log.warning)
         for month in _months(context):
             ensemble = anomaly_models[month.isoformat()]
             recorded = recorded_partition_model(context.instance, MODELS_KEY, month.isoformat())
             features = by_date(read_window(connection, FEATURES_TABLE, "trans_date", month, next_month(month)))
-            history = None
-            if ensemble.lookback_days and not features.empty:
-                start = month - timedelta(days=ensemble.lookback_days)
-                history = by_date(read_window(connection, FEATURES_TABLE, "trans_date", start, month))
+            history = (
+                recent.history(connection, month, ensemble.lookback_days)
+                if ensemble.lookback_days and not features.empty
+                else None
+            )
+            recent.add(month, features)
             scores = (
                 score_month(ensemble, features, month, recorded.get("model_version", "unknown"), history)
                 if not features.empty
                 else empty_scores()
             )
-            replace_month(connection, SCORES_TABLE, f"{month:%Y-%m}", postgres_rows(scores))
-            store.write_partition(
-                SCORES_TABLE_NAME, f"{month:%Y-%m}", parquet_rows(scores), schema=SCORES_PARQUET_SCHEMA
+            publish_month(
+                store, connection, SCORES_PUBLICATION, f"{month:%Y-%m}", postgres_rows(scores), parquet_rows(scores)
             )
             flagged = int(scores["is_anomaly"].sum()) if len(scores) else 0
-            per_month[f"{month:%Y-%m}"] = {
-                "rows": len(scores),
-                "flagged": flagged,
-                "flagged_rate": flagged / len(scores) if len(scores) else 0.0,
-            }
-    rows = sum(int(values["rows"]) for values in per_month.values())
-    flagged = sum(int(values["flagged"]) for values in per_month.values())
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": len(scores),
+                    "flagged": flagged,
+                    "flagged_rate": flagged / len(scores) if len(scores) else 0.0,
+                    "model_version": recorded.get("model_version", "unknown"),
+                },
+                partition_key=month.isoformat(),
+            )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "flagged": flagged,
-            "flagged_rate": flagged / rows if rows else 0.0,
-            "per_month": dg.MetadataValue.json(per_month),
             "parquet": dg.MetadataValue.url(store.url(SCORES_TABLE_NAME)),
+            "reconciled_months": dg.MetadataValue.json(reconciled.fixes),
         }
     )
+
+
+class RecentMonths:
+    """The feature rows of the months scored last, so a month's sequence history is not read twice."""
+
+    def __init__(self) -> None:
+        self.frames: dict[date, pd.DataFrame] = {}
+
+    def add(self, month: date, frame: pd.DataFrame) -> None:
+        self.frames[month] = frame
+        for old in sorted(self.frames)[:-HISTORY_MONTHS_KEPT]:
+            del self.frames[old]
+
+    def history(self, connection, month: date, lookback_days: int) -> pd.DataFrame:
+        """The feature rows of the `lookback_days` before `month`: from memory when held, else read."""
+        start = month - timedelta(days=lookback_days)
+        held = sorted(self.frames)
+        covered = bool(held) and held[0] <= start and held[-1] < month and _consecutive(held + [month])
+        if not covered:
+            return by_date(read_window(connection, FEATURES_TABLE, "trans_date", start, month))
+        rows = pd.concat([self.frames[key] for key in held], ignore_index=True)
+        return rows.loc[pd.to_datetime(rows["trans_date"]) >= pd.Timestamp(start)].reset_index(drop=True)
+
+
+HISTORY_MONTHS_KEPT = 4
+"""Months of feature rows `RecentMonths` keeps: enough for a lookback of up to about 90 days."""
+
+
+def _consecutive(months: list[date]) -> bool:
+    return all(next_month(earlier) == later for earlier, later in zip(months, months[1:], strict=False))
 
 
 @dg.asset(
@@ -251,18 +283,20 @@ def missing_payments(
     """
     store = output_store.store()
     published_at = datetime.now(UTC)
-    rows = 0
     with postgres.connect() as connection:
+        reconciled = reconcile(store, connection, MISSING_PUBLICATION, log=context.log.warning)
         for month in _months(context):
             found = read_window(connection, MISSING_PAYMENTS_TABLE, "missing_month", month, next_month(month))
             frame = _missing_rows(found, month, published_at)
-            replace_month(connection, MISSING_TABLE, f"{month:%Y-%m}", frame)
-            store.write_partition(
-                "missing_payments", f"{month:%Y-%m}", frame.drop(columns=["month"]), schema=MISSING_PARQUET_SCHEMA
+            publish_month(
+                store, connection, MISSING_PUBLICATION, f"{month:%Y-%m}", frame, frame.drop(columns=["month"])
             )
-            rows += len(frame)
+            context.add_asset_metadata({"dagster/row_count": len(frame)}, partition_key=month.isoformat())
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows, "parquet": dg.MetadataValue.url(store.url("missing_payments"))}
+        metadata={
+            "parquet": dg.MetadataValue.url(store.url("missing_payments")),
+            "reconciled_months": dg.MetadataValue.json(reconciled.fixes),
+        }
     )
 
 

@@ -1,21 +1,34 @@
-"""The IO manager of trained models: the model registry, local or on S3, verified on every load."""
+"""The IO manager of trained models: the model registry, local or on S3, signed on save and verified on every load."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from ads_assets.lib.registry import ModelRecord, ModelRegistry, model_version
+from ads_assets.lib.registry import (
+    KEYS_FOLDER,
+    SIGNING_KEY_VARIABLE,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    ModelRecord,
+    ModelRegistry,
+    model_signing_key,
+    model_version,
+)
 from ads_assets.lib.storage import is_s3, s3_endpoint_url, s3_region
-from ads_assets.settings import Settings
+from ads_assets.settings import Settings, SettingsError
 
 MODELS_FOLDER = "models"
+UNTRUSTED_MODELS = "untrusted_models"
+"""Output metadata: the stored models that an output found untrusted (unsigned, forged or changed) and replaced."""
 
 
 @dataclass(frozen=True)
@@ -45,15 +58,33 @@ class ModelIOManager(dg.ConfigurableIOManager):
     version and sha256 of its model; models with a `data_sha256` are stored once and shared (an intact stored
     version is kept, not rewritten, so what other partitions recorded stays valid). S3 objects are written with SSE-KMS (`kms_key_id`,
     else `ADS_S3_KMS_KEY_ID`, else the default S3 KMS key) through the `s3` resource's client when given.
+
+    Manifests are signed with `signing_key` (set it with `dg.EnvVar("ADS_MODEL_SIGNING_KEY")`; unset: that
+    variable, else the key file in `keys_folder`, default `$ADS_HOME/keys`; see `ads_assets.lib.registry`). A
+    stored version that an output would keep or replace but that fails verification is never adopted: a warning
+    names it, the output's model replaces it, and the output's `untrusted_models` metadata lists it, which fails
+    the `model_integrity` check.
     """
 
     root: str
     kms_key_id: str | None = None
     s3: S3Resource | None = None
+    signing_key: str | None = None
+    keys_folder: str | None = None
 
     def registry(self) -> ModelRegistry:
         client = self.s3.get_client() if self.s3 is not None and is_s3(self.root) else None
-        return ModelRegistry(self.root, kms_key_id=self.kms_key_id, s3_client=client)
+        key = model_signing_key(self._signing_key_value(), Path(self.keys_folder) if self.keys_folder else None)
+        return ModelRegistry(self.root, kms_key_id=self.kms_key_id, s3_client=client, signing_key=key)
+
+    def _signing_key_value(self) -> str | None:
+        """`signing_key`, read from its environment variable when it is an `EnvVar` not yet resolved by a run."""
+        if not isinstance(self.signing_key, dg.EnvVar):
+            return self.signing_key
+        value = self.signing_key.get_value()
+        if not value:
+            raise SettingsError(f"{self.signing_key.env_var_name} holds the model signing key but is not set")
+        return value
 
     def handle_output(self, context: dg.OutputContext, obj: TrainedModel | Mapping[str, TrainedModel]) -> None:
         if isinstance(obj, Mapping):
@@ -65,16 +96,15 @@ class ModelIOManager(dg.ConfigurableIOManager):
                 f"manager stores TrainedModel objects, got {type(obj).__name__}"
             )
         name = _model_name(context)
-        record = self.registry().save(
-            name,
-            obj.model,
-            obj.metadata,
-            obj.training_window,
-            obj.parameters,
-            obj.code_version or _code_version(context),
-            obj.data_sha256,
+        registry = self.registry()
+        code_version = obj.code_version or _code_version(context)
+        version = model_version(name, obj.training_window, obj.parameters, code_version, obj.data_sha256)
+        untrusted: list[dict[str, str]] = []
+        _stored_version(context, registry, name, version, untrusted)
+        record = registry.save(
+            name, obj.model, obj.metadata, obj.training_window, obj.parameters, code_version, obj.data_sha256
         )
-        context.add_output_metadata(_record_metadata(record))
+        context.add_output_metadata(_record_metadata(record) | {UNTRUSTED_MODELS: dg.MetadataValue.json(untrusted)})
 
     def _handle_partitioned_output(self, context: dg.OutputContext, models: Mapping[str, TrainedModel]) -> None:
         """One model per partition key, for an output that spans several partitions (a single-run backfill)."""
@@ -87,6 +117,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
         name = _model_name(context)
         stored: dict[tuple[str, str], ModelRecord] = {}
         recorded: dict[str, dict[str, str]] = {}
+        untrusted: list[dict[str, str]] = []
         for partition_key, trained in sorted(models.items()):
             code_version = trained.code_version or _code_version(context)
             shared = trained.data_sha256 is not None
@@ -94,7 +125,10 @@ class ModelIOManager(dg.ConfigurableIOManager):
             version = model_version(
                 stored_name, trained.training_window, trained.parameters, code_version, trained.data_sha256
             )
-            record = stored.get((stored_name, version)) or (registry.intact(stored_name, version) if shared else None)
+            record = stored.get((stored_name, version))
+            if record is None:
+                intact = _stored_version(context, registry, stored_name, version, untrusted)
+                record = intact if shared else None
             if record is None:
                 record = registry.save(
                     stored_name,
@@ -117,6 +151,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
                 "model_count": len(recorded),
                 "distinct_models": len(stored),
                 "models": dg.MetadataValue.json(recorded),
+                UNTRUSTED_MODELS: dg.MetadataValue.json(untrusted),
             }
         )
 
@@ -158,13 +193,43 @@ class ModelIOManager(dg.ConfigurableIOManager):
 
 
 def model_io_manager(settings: Settings) -> ModelIOManager:
-    """Models in `$ADS_HOME/models`, or in `{ADS_OUTPUT}/models` when the outputs go to S3."""
+    """Models in `$ADS_HOME/models`, or in `{ADS_OUTPUT}/models` when the outputs go to S3.
+
+    Signed with `ADS_MODEL_SIGNING_KEY` (an `EnvVar`, never written to run config) when set, else with the key file
+    in `$ADS_HOME/keys`, on the local disk in both cases.
+    """
+    signing_key = dg.EnvVar(SIGNING_KEY_VARIABLE) if os.environ.get(SIGNING_KEY_VARIABLE) else None
+    keys_folder = str(settings.home / KEYS_FOLDER)
     if is_s3(settings.output):
         return ModelIOManager(
             root=f"{settings.output.rstrip('/')}/{MODELS_FOLDER}",
             s3=S3Resource(region_name=s3_region(), endpoint_url=s3_endpoint_url()),
+            signing_key=signing_key,
+            keys_folder=keys_folder,
         )
-    return ModelIOManager(root=str(settings.models))
+    return ModelIOManager(root=str(settings.models), signing_key=signing_key, keys_folder=keys_folder)
+
+
+def _stored_version(
+    context: dg.OutputContext, registry: ModelRegistry, name: str, version: str, untrusted: list[dict[str, str]]
+) -> ModelRecord | None:
+    """The verified record of a stored version, or None when it is absent or untrusted.
+
+    An untrusted version (unsigned, signed with another key, changed or truncated) is logged as a warning and
+    appended to `untrusted`; nothing of it is unpickled.
+    """
+    try:
+        return registry.verify(name, version)
+    except ModelNotFoundError:
+        return None
+    except ModelIntegrityError as error:
+        path = registry.where(f"{name}/{version}")
+        context.log.warning(
+            f"MODEL INTEGRITY: the stored model {name} version {version} ({path}) is not trusted and is not used: "
+            f"{error}. The model trained in this run replaces it, and the model_integrity check fails."
+        )
+        untrusted.append({"model_name": name, "model_version": version, "path": path, "problem": str(error)})
+        return None
 
 
 def _model_name(context: dg.OutputContext) -> str:

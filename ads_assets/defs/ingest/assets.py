@@ -1,6 +1,7 @@
 """Ingestion assets: one per Berka relation, each a table in the `raw` schema."""
 
 import dagster as dg
+import psycopg
 
 from ads_assets.defs.partitions import monthly_partitions
 from ads_assets.defs.resources import BerkaSourceResource, PostgresResource
@@ -34,12 +35,25 @@ def _load_metadata(report: LoadReport) -> dict[str, dg.MetadataValue | int | str
         "source": dg.MetadataValue.path(report.source_file),
         "sha256": report.sha256,
         "window": report.window,
+        "plausible_window": report.plausible_window,
     }
 
 
 def _partition_window(context: dg.AssetExecutionContext) -> MonthWindow:
     time_window = context.partition_time_window
     return MonthWindow(time_window.start.date(), time_window.end.date())
+
+
+def monthly_rows(connection: psycopg.Connection, relation: Relation, window: MonthWindow) -> dict[str, int]:
+    """Rows of the relation's table per month of `window`, by partition key (YYYY-MM-01)."""
+    column = relation.partition_column
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT to_char({column}, 'YYYY-MM-01'), count(*) FROM {RAW_SCHEMA}.{relation.table} "
+            f"WHERE {column} >= %s AND {column} < %s GROUP BY 1",
+            (window.start, window.end),
+        )
+        return {str(month): int(rows) for month, rows in cursor.fetchall()}
 
 
 def build_raw_asset(relation: Relation) -> dg.AssetsDefinition:
@@ -67,6 +81,13 @@ def build_raw_asset(relation: Relation) -> dg.AssetsDefinition:
         window = _partition_window(context) if partitioned else None
         with postgres.connect() as connection:
             report = load_relation(connection, source, window)
+            connection.execute(f"ANALYZE {RAW_SCHEMA}.{relation.table}")
+            connection.commit()
+            monthly = monthly_rows(connection, relation, window) if window else {}
+        for partition_key in context.partition_keys if window else ():
+            context.add_asset_metadata(
+                {"dagster/row_count": monthly.get(partition_key, 0)}, partition_key=partition_key
+            )
         context.log.info(
             f"{relation.name}: read {report.rows_read}, accepted {report.rows_accepted}, "
             f"quarantined {report.rows_quarantined} from {report.source_file}"

@@ -6,20 +6,29 @@
 
 Rows are parsed by a fast path (C-level converters and memo tables) and, whenever that fails, by
 the full per-column parsers, which decide acceptance and name the offending column and value.
+
+What a file may hold, line by line, and what becomes of the rest (each bad record is one rejected row,
+never the end of the file): line ends are LF, CRLF or any run of CRs beside the LF (`\r\r\n`); a
+`.asc` field in double quotes may hold `;`, doubled quotes and line breaks (csv-module semantics; the
+field count is judged after quoting), while `fin_*.tsv` fields are never quoted; a control character
+(C0, DEL or C1) other than the tab that separates `fin_*` fields rejects its record, and so does a
+line (or quoted record) longer than `MAX_LINE_BYTES`, of which only the first `SHOWN_BYTES` are kept;
+numbers are ASCII digits with an optional sign and decimal point, in ASCII spaces.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from enum import StrEnum
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NamedTuple, NoReturn
 
 from .schema import (
     FIN_AMOUNT_SCALE,
@@ -35,6 +44,7 @@ from .schema import (
 )
 
 __all__ = [
+    "MAX_LINE_BYTES",
     "ParsedRow",
     "SourceError",
     "SourceFile",
@@ -42,6 +52,7 @@ __all__ = [
     "canonical_line",
     "detect_source",
     "fin_fields",
+    "parse_source_date",
     "read_rows",
 ]
 
@@ -106,6 +117,25 @@ _PRECISION = {ColumnType.MONEY: 14, ColumnType.DECIMAL: 10}
 _EXACT = Context(prec=28, traps=[InvalidOperation, Inexact])
 _MEMO_LIMIT = 1 << 16
 _BLOCK_SIZE = 1 << 22
+MAX_LINE_BYTES = 1 << 20
+"""The longest line (or quoted record spanning lines) a file may hold; a longer one is rejected."""
+SHOWN_BYTES = 1000
+"""How much of an over-long line a rejected row keeps in `raw_line`."""
+_LONG_CHARS = MAX_LINE_BYTES // 4
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_CONTROL = {
+    SourceFormat.PKDD99: re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]").search,
+    SourceFormat.FIN: re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]").search,
+}
+_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]").search
+_ORDINARY_BYTES = {
+    SourceFormat.PKDD99: bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\n",
+    SourceFormat.FIN: bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\n\t",
+}
+_C1_BYTES = re.compile(b"\xc2[\x80-\x9f]")
+_CR_NOISE = re.compile(rb"\r+(?=\n)|(?<=\n)\r+|\A\r+|\r+\Z")
+_QUOTED_REST = re.compile(r'(?:[^"]+|"")*(")?')
+_NEVER_EMPTY = frozenset({"district", "account", "client", "disp", "trans"})
 _FETCH_ROWS = 10_000
 _MIDNIGHT = " 00:00:00"
 _GENDERS = frozenset({"M", "F"})
@@ -127,10 +157,24 @@ def _shown(value: str) -> str:
     return f"'{value}'" if len(value) <= 40 else f"'{value[:37]}...'"
 
 
-def _unquote(raw: str) -> str:
+def _unquote(raw: str) -> str | None:
+    """The value of a `.asc` field: unquoted as is, quoted without its quotes and with doubled quotes made
+    single; None when its quotes are not those of one whole quoted field."""
+    if '"' not in raw:
+        return raw
     if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
-        return raw[1:-1]
-    return raw
+        inner = raw[1:-1]
+        if '"' not in inner.replace('""', ""):
+            return inner.replace('""', '"')
+    return None
+
+
+def _ascii_number(text: str) -> str:
+    """`text` without its surrounding spaces when it is ASCII digits with an optional sign and decimal point."""
+    core = text.strip(" ")
+    if _NUMBER.fullmatch(core) is None:
+        raise ValueError(text)
+    return core
 
 
 def _asc_date(text: str) -> date:
@@ -149,19 +193,18 @@ def _fin_date(text: str) -> date:
 
 
 def _plain_decimal(text: str) -> Decimal:
-    if "e" in text or "E" in text:
-        raise ValueError(text)
-    return Decimal(text)
+    return Decimal(_ascii_number(text))
 
 
 def _int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        number = _plain_decimal(text)
-        if not number.is_finite() or number != number.to_integral_value():
-            raise ValueError(text) from None
+    core = _ascii_number(text)
+    if "." in core:
+        number = Decimal(core)
+        if number != number.to_integral_value():
+            raise ValueError(text)
         value = int(number)
+    else:
+        value = int(core)
     if not _INT_MIN <= value <= _INT_MAX:
         raise ValueError(text)
     return value
@@ -246,6 +289,8 @@ def _field(
 
     def parse(raw: str) -> Any:
         text = _unquote(raw) if quoted else raw
+        if text is None:
+            raise _Reject(f"bad quoting {_shown(raw)} in column {name}")
         if not text.strip() or (quoted and raw.strip() == "?"):
             if nullable:
                 return None
@@ -267,7 +312,7 @@ def _column_field(relation: str, column: Column, fmt: SourceFormat) -> _Field:
     if kind == ColumnType.INT:
         convert: Callable[[str], Any] = _int
         if column.name == RELATIONS[relation].key:
-            fast = "int({v}) if len({v}) < 19 else _fail()"
+            fast = "int({v}) if {v}.isdigit() and {v}.isascii() and len({v}) < 19 else _fail()"
     elif kind == ColumnType.DATE:
         convert = _fin_date if fin else _asc_date
     elif kind in (ColumnType.MONEY, ColumnType.DECIMAL):
@@ -278,7 +323,8 @@ def _column_field(relation: str, column: Column, fmt: SourceFormat) -> _Field:
             number = "_MUL({x}, _TEN)" if scaled else "{x}"
             fast = (
                 f"_Q{precision}({number}, _CENT) "
-                'if ({x} := _D({v})).is_finite() and "e" not in {v} and "E" not in {v} else _fail()'
+                'if {v}.isascii() and "_" not in {v} and "e" not in {v} and "E" not in {v} '
+                "and ({x} := _D({v})).is_finite() else _fail()"
             )
     elif column.codes is not None:
         mapping = FIN_CODES.get((relation, column.name), {}) if fin else {}
@@ -395,44 +441,221 @@ def _full_parse(layout: _Layout, number: int, line: str, fields: Sequence[str]) 
         return ParsedRow(number, line, None, exc.args[0])
 
 
-def _parse(layout: _Layout, number: int, line: str, fields: Sequence[str]) -> ParsedRow:
+def _utf8_reason(raw: bytes, exc: UnicodeDecodeError) -> str:
+    return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at position {exc.start + 1}"
+
+
+def _too_long(number: int, text: str, size: int, what: str = "line") -> ParsedRow:
+    """The rejected row of an over-long line: its first SHOWN_BYTES characters, an ellipsis, its size."""
+    return ParsedRow(
+        number,
+        text[:SHOWN_BYTES] + "…",
+        None,
+        f"{what} of {size:,} bytes is longer than the limit of {MAX_LINE_BYTES:,} bytes",
+    )
+
+
+class _LongLine(NamedTuple):
+    """A line longer than MAX_LINE_BYTES, skipped while reading: its first SHOWN_BYTES and its length."""
+
+    prefix: bytes
+    size: int
+
+
+class _Block(NamedTuple):
+    """Consecutive lines of a file, line ends removed: str lines when the block is valid UTF-8, else bytes
+    lines; `plain` when the fast path may take every line as it is (valid UTF-8, no control character, no
+    line longer than MAX_LINE_BYTES // 4)."""
+
+    lines: list
+    plain: bool
+
+
+def _normalized(data: bytes) -> bytes:
+    """`data` with CRLF made LF and every CR that touches a line end (or the start or end of `data`) removed."""
+    if b"\r" not in data:
+        return data
+    data = data.replace(b"\r\n", b"\n")
+    return _CR_NOISE.sub(b"", data) if b"\r" in data else data
+
+
+def _block(data: bytes, ordinary: bytes) -> _Block:
+    control = bool(data.translate(None, ordinary)) or (b"\xc2" in data and _C1_BYTES.search(data) is not None)
     try:
-        values = layout.convert(fields)
-    except Exception:
-        return _full_parse(layout, number, line, fields)
-    return _accepted(number, line, values)
+        lines: list = data.decode("utf-8").split("\n")
+        utf8 = True
+    except UnicodeDecodeError:
+        lines = data.split(b"\n")
+        utf8 = False
+    long = len(data) > _LONG_CHARS and max(map(len, lines)) > _LONG_CHARS
+    return _Block(lines, utf8 and not control and not long)
 
 
-def _undecodable(number: int, raw: bytes, exc: UnicodeDecodeError) -> ParsedRow:
-    text = raw.decode("utf-8", "backslashreplace")
-    return ParsedRow(number, text, None, f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at position {exc.start + 1}")
-
-
-def _blocks(fh: BinaryIO, location: str) -> Iterator[tuple[list, bool]]:
-    """Yields the remaining lines of `fh` in blocks, line ends removed: (str lines, True) where the block
-    is valid UTF-8, else (bytes lines, False)."""
+def _blocks(fh: BinaryIO, ordinary: bytes) -> Iterator[_Block | _LongLine]:
+    """The remaining lines of `fh` in blocks, line ends normalized; a line longer than MAX_LINE_BYTES that
+    does not fit a block is skipped, not held, and comes as a _LongLine in its place."""
     tail = b""
-    while True:
-        chunk = fh.read(_BLOCK_SIZE)
-        if chunk:
-            data = tail + chunk if tail else chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                if len(data) > _BLOCK_SIZE:
-                    raise SourceError(f"{location}: a line longer than {_BLOCK_SIZE >> 20} MiB: expected text lines")
-                tail = data
-                continue
-            block = data[: cut + 1].replace(b"\r\n", b"\n")[:-1]
-            tail = data[cut + 1 :]
-        elif tail:
-            block = tail[:-1] if tail.endswith(b"\r") else tail
-            tail = b""
+    chunk = fh.read(_BLOCK_SIZE)
+    while chunk:
+        cut = chunk.rfind(b"\n")
+        if cut < 0 and len(tail) + len(chunk) <= MAX_LINE_BYTES:
+            tail += chunk
+            chunk = fh.read(_BLOCK_SIZE)
+        elif cut < 0:
+            prefix, size = (tail + chunk[:SHOWN_BYTES])[:SHOWN_BYTES], len(tail) + len(chunk)
+            tail = rest = b""
+            while chunk := fh.read(_BLOCK_SIZE):
+                end = chunk.find(b"\n")
+                if end >= 0:
+                    size += len(chunk[:end].rstrip(b"\r"))
+                    rest = chunk[end + 1 :]
+                    break
+                size += len(chunk)
+            yield _LongLine(prefix, size)
+            chunk = rest or fh.read(_BLOCK_SIZE)
         else:
-            return
-        try:
-            yield block.decode("utf-8").split("\n"), True
-        except UnicodeDecodeError:
-            yield block.split(b"\n"), False
+            data = tail + chunk[: cut + 1] if tail else chunk[: cut + 1]
+            tail = chunk[cut + 1 :]
+            chunk = b""
+            block = _normalized(data)[:-1]
+            data = b""
+            yield _block(block, ordinary)
+            chunk = fh.read(_BLOCK_SIZE)
+    if tail and (block := _normalized(tail)):
+        yield _block(block, ordinary)
+
+
+def _scan(line: str, fields: list[str], open_field: list[str] | None) -> list[str] | None:
+    """Splits one line of a `.asc` record into raw fields (quotes kept) with csv-module semantics, appending
+    them to `fields`; `open_field` holds the lines of a quoted field that an earlier line left open.
+
+    Returns None when the record is complete, else the lines of the quoted field still open at the end.
+    """
+    position = 0
+    if open_field is not None:
+        closing = _QUOTED_REST.match(line)
+        if closing.group(1) is None:
+            open_field.append(line)
+            return open_field
+        end = line.find(";", closing.end())
+        fields.append("\n".join([*open_field, line if end < 0 else line[:end]]))
+        if end < 0:
+            return None
+        position = end + 1
+    while True:
+        if line.startswith('"', position):
+            closing = _QUOTED_REST.match(line, position + 1)
+            if closing.group(1) is None:
+                return [line[position:]]
+            end = line.find(";", closing.end())
+        else:
+            end = line.find(";", position)
+        if end < 0:
+            fields.append(line[position:])
+            return None
+        fields.append(line[position:end])
+        position = end + 1
+
+
+@dataclass
+class _OpenRecord:
+    """A `.asc` record whose quoted field runs on past the end of its first line."""
+
+    number: int
+    lines: list[str]
+    fields: list[str]
+    open_field: list[str]
+    size: int
+    reason: str | None
+
+
+class _Records:
+    """Turns the lines the fast path did not take into rows: decodes them, joins the lines of a quoted
+    record, and judges encoding, length, control characters, field count and each field, in that order."""
+
+    def __init__(self, layout: _Layout, fmt: SourceFormat) -> None:
+        self.layout = layout
+        self.quoted = fmt == SourceFormat.PKDD99
+        self.control = _CONTROL[SourceFormat.PKDD99 if self.quoted else SourceFormat.FIN]
+
+    def take(self, number: int, line: str | bytes, open_record: _OpenRecord | None) -> ParsedRow | _OpenRecord:
+        """The row of a record that ends with this line, or the record still open after it."""
+        reason = None
+        if type(line) is bytes:
+            if open_record is None and len(line) > MAX_LINE_BYTES:
+                return _too_long(number, line[:SHOWN_BYTES].decode("utf-8", "backslashreplace"), len(line))
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                reason = _utf8_reason(line, exc)
+                line = line.decode("utf-8", "backslashreplace")
+        if open_record is None and reason is None and len(line) <= _LONG_CHARS and self.control(line) is None:
+            try:
+                return _accepted(number, line, self.layout.convert(line.split(self.layout.separator)))
+            except Exception:
+                pass
+        if not self.quoted:
+            return self.judge(number, line, line.split(self.layout.separator), reason)
+        if open_record is None:
+            fields: list[str] = []
+            open_field = _scan(line, fields, None)
+            if open_field is None:
+                return self.judge(number, line, fields, reason)
+            return _OpenRecord(number, [line], fields, open_field, len(line), reason)
+        open_record.lines.append(line)
+        open_record.size += len(line) + 1
+        open_record.reason = open_record.reason or reason
+        if open_record.size > MAX_LINE_BYTES:
+            return _too_long(open_record.number, "\n".join(open_record.lines), open_record.size, "quoted record")
+        open_field = _scan(line, open_record.fields, open_record.open_field)
+        if open_field is None:
+            return self.judge(open_record.number, "\n".join(open_record.lines), open_record.fields, open_record.reason)
+        open_record.open_field = open_field
+        return open_record
+
+    def unclosed(self, open_record: _OpenRecord) -> ParsedRow:
+        """The row of a record whose quoted field the file (or an over-long line) ended before it closed."""
+        text = "\n".join(open_record.lines)
+        start = open_record.number
+        return ParsedRow(start, text, None, f"quoted field opened on line {start} is never closed")
+
+    def judge(self, number: int, text: str, fields: Sequence[str], reason: str | None) -> ParsedRow:
+        """The row of one whole record: `reason` is an encoding error found while decoding it."""
+        if len(text) > _LONG_CHARS and (size := len(text.encode())) > MAX_LINE_BYTES:
+            return _too_long(number, text, size)
+        if reason is not None:
+            return ParsedRow(number, text, None, reason)
+        control = _control_reason(self.layout, text, fields, self.control)
+        if control is not None:
+            return ParsedRow(number, text, None, control)
+        return _full_parse(self.layout, number, text, fields)
+
+
+def _control_reason(layout: _Layout, text: str, fields: Sequence[str], search: Callable[[str], Any]) -> str | None:
+    """Names the first control character `search` finds and the column that holds it (or its position
+    in `text` when the field count is wrong); None when there is none."""
+    found = search(text)
+    if found is None:
+        return None
+    if len(fields) == layout.width:
+        for field, raw in zip(layout.fields, fields, strict=True):
+            if (inside := search(raw)) is not None:
+                return f"control character 0x{ord(inside.group()):02x} in column {field.name}"
+    return f"control character 0x{ord(found.group()):02x} at position {found.start() + 1}"
+
+
+def _continue(
+    records: _Records, lines: Iterator, number: int, open_record: _OpenRecord
+) -> Generator[ParsedRow, None, tuple[int, _OpenRecord | None]]:
+    """Feeds `lines` to an open record until it ends; the generator's value is (line number, record still open)."""
+    for line in lines:
+        number += 1
+        taken = records.take(number, line, open_record)
+        if type(taken) is ParsedRow:
+            yield taken
+            return number, None
+        open_record = taken
+    return number, open_record
 
 
 def _header_names(relation: str) -> tuple[tuple[str, ...], ...]:
@@ -442,18 +665,30 @@ def _header_names(relation: str) -> tuple[tuple[str, ...], ...]:
     return (names,)
 
 
+def _expected_header(relation: str) -> str:
+    accepted = _header_names(relation)
+    return ";".join(accepted[-1]).upper() if relation == "district" else ";".join(accepted[0])
+
+
 def _check_header(source: SourceFile, first: bytes) -> None:
     line = first.rstrip(b"\r\n").decode("utf-8", "backslashreplace").removeprefix("\ufeff")
-    found = tuple(_unquote(name.strip()).strip().lower() for name in line.split(";"))
-    accepted = _header_names(source.relation)
-    if found not in accepted:
-        expected = ";".join(accepted[-1]).upper() if source.relation == "district" else ";".join(accepted[0])
-        raise SourceError(f"{source.location}: first line is {_shown(line)}, expected the header {expected}")
+    found = tuple((_unquote(name.strip()) or name).strip().lower() for name in line.split(";"))
+    if found not in _header_names(source.relation):
+        raise SourceError(
+            f"{source.location}: first line is {_shown(line)}, expected the header {_expected_header(source.relation)}"
+        )
+
+
+def _no_rows(source: SourceFile) -> SourceError:
+    if source.format == SourceFormat.PKDD99:
+        return SourceError(f"{source.location} holds only its header: expected {source.relation} rows after it")
+    return SourceError(f"{source.location} is empty: expected tab-separated {source.relation} rows")
 
 
 def _read_file(source: SourceFile) -> Iterator[ParsedRow]:
     layout = _layout(source.relation, source.format)
-    separator, convert = layout.separator, layout.convert
+    records = _Records(layout, source.format)
+    separator, convert, take = layout.separator, layout.convert, records.take
     number = 0
     try:
         fh = open(source.location, "rb")  # noqa: SIM115
@@ -463,30 +698,54 @@ def _read_file(source: SourceFile) -> Iterator[ParsedRow]:
         if fh.peek(3)[:3] == b"\xef\xbb\xbf":
             fh.read(3)
         if source.format == SourceFormat.PKDD99:
-            first = fh.readline()
+            first = fh.readline(MAX_LINE_BYTES)
             if not first:
-                return
+                raise SourceError(
+                    f"{source.location} is empty: expected the header {_expected_header(source.relation)} "
+                    f"and {source.relation} rows"
+                )
             _check_header(source, first)
             number = 1
-        for lines, clean in _blocks(fh, source.location):
-            if not clean:
-                for raw in lines:
+        header_lines = number
+        open_record: _OpenRecord | None = None
+        for block in _blocks(fh, _ORDINARY_BYTES[source.format]):
+            if type(block) is _LongLine:
+                if open_record is not None:
+                    yield records.unclosed(open_record)
+                    open_record = None
+                number += 1
+                yield _too_long(number, block.prefix.decode("utf-8", "backslashreplace"), block.size)
+                continue
+            lines = iter(block.lines)
+            if open_record is not None:
+                number, open_record = yield from _continue(records, lines, number, open_record)
+                if open_record is not None:
+                    continue
+            if block.plain:
+                for line in lines:
                     number += 1
                     try:
-                        line = raw.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        yield _undecodable(number, raw, exc)
+                        values = convert(line.split(separator))
+                    except Exception:
+                        taken = take(number, line, None)
+                        if type(taken) is ParsedRow:
+                            yield taken
+                        else:
+                            number, open_record = yield from _continue(records, lines, number, taken)
                     else:
-                        yield _parse(layout, number, line, line.split(separator))
-                continue
-            for line in lines:
-                number += 1
-                try:
-                    values = convert(line.split(separator))
-                except Exception:
-                    yield _full_parse(layout, number, line, line.split(separator))
-                else:
-                    yield _accepted(number, line, values)
+                        yield _accepted(number, line, values)
+            else:
+                for line in lines:
+                    number += 1
+                    taken = take(number, line, None)
+                    if type(taken) is ParsedRow:
+                        yield taken
+                    else:
+                        number, open_record = yield from _continue(records, lines, number, taken)
+        if open_record is not None:
+            yield records.unclosed(open_record)
+        if number == header_lines and source.relation in _NEVER_EMPTY:
+            raise _no_rows(source)
 
 
 def _split_location(location: str) -> tuple[str, str]:
@@ -497,27 +756,30 @@ def _split_location(location: str) -> tuple[str, str]:
 
 
 def _shown_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from ads_assets.lib.db import redacted_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
+    return redacted_url(url)
 
 
 def _engine(url: str) -> Any:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
+    from ads_assets.lib.db import PostgresTarget
+
     try:
-        return create_engine(url, poolclass=NullPool)
+        return create_engine(PostgresTarget.from_url(url).sqlalchemy_url(), poolclass=NullPool)
     except Exception as exc:
-        raise SourceError(f"bad database URL {_shown_url(url)}: {_first_line(exc)}") from None
+        raise SourceError(f"bad database URL {_shown_url(url)}: {_first_line(exc, url)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, url: str | None = None) -> str:
+    """The first line of an error, with every form of the URL's password scrubbed from it."""
+    from ads_assets.lib.db import scrub, url_secrets
+
     text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return scrub(line, *url_secrets(url)) if url else line
 
 
 def _quoted(name: str) -> str:
@@ -541,7 +803,7 @@ def _table_digest(source: SourceFile) -> str:
             connection.exec_driver_sql("SET datestyle TO 'ISO, YMD'")
             count, first, second = connection.exec_driver_sql(sql).one()
     except Exception as exc:
-        raise SourceError(f"cannot digest {_shown_url(url)} table {table}: {_first_line(exc)}") from None
+        raise SourceError(f"cannot digest {_shown_url(url)} table {table}: {_first_line(exc, url)}") from None
     finally:
         engine.dispose()
     return hashlib.sha256(f"{source.relation}:{count}:{first}:{second}".encode()).hexdigest()
@@ -550,7 +812,7 @@ def _table_digest(source: SourceFile) -> str:
 def _read_table(source: SourceFile) -> Iterator[ParsedRow]:
     url, table = _split_location(source.location)
     layout = _layout(source.relation, SourceFormat.FIN)
-    convert = layout.convert
+    convert, control = layout.convert, _CONTROL[SourceFormat.FIN]
     key = _quoted(FIN_COLUMN_ORDER[source.relation][0])
     sql = f"SELECT {', '.join(_text_columns(source.relation))} FROM {_quoted(table)} AS source ORDER BY source.{key}"
     engine = _engine(url)
@@ -563,10 +825,15 @@ def _read_table(source: SourceFile) -> Iterator[ParsedRow]:
             cursor = connection.cursor(name=f"berka_{source.relation}")
             cursor.execute(sql)
             number = 0
+            separators = layout.width - 1
             while rows := cursor.fetchmany(_FETCH_ROWS):
                 for fields in rows:
                     number += 1
                     line = "\t".join(fields)
+                    if line.count("\t") != separators or control(line) is not None:
+                        reason = _control_reason(layout, line, fields, _ANY_CONTROL)
+                        yield ParsedRow(number, line, None, reason)
+                        continue
                     try:
                         values = convert(fields)
                     except Exception:
@@ -581,7 +848,7 @@ def _read_table(source: SourceFile) -> Iterator[ParsedRow]:
     except Exception as exc:
         if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "psycopg2"):
             raise
-        raise SourceError(f"cannot read {_shown_url(url)} table {table}: {_first_line(exc)}") from None
+        raise SourceError(f"cannot read {_shown_url(url)} table {table}: {_first_line(exc, url)}") from None
     finally:
         engine.dispose()
 
@@ -696,7 +963,7 @@ def _database_source(url: str) -> dict[str, SourceFile]:
     except SourceError:
         raise
     except Exception as exc:
-        raise SourceError(f"cannot connect to {_shown_url(url)}: {_first_line(exc)}") from None
+        raise SourceError(f"cannot connect to {_shown_url(url)}: {_first_line(exc, url)}") from None
     finally:
         engine.dispose()
     return {
@@ -767,3 +1034,8 @@ def fin_fields(relation: str, values: tuple, century: int = 1900) -> tuple[str, 
         reverse = {czech: english for english, czech in codes.items()}
         out.append(_fin_text(relation, name, canonical[name], reverse))
     return tuple(out)
+
+
+def parse_source_date(fmt: SourceFormat, text: str) -> date:
+    """A date as a file of format `fmt` writes it (`YYMMDD` in `.asc`, shifted `YYYY-MM-DD` in `fin_*`); ValueError if not."""
+    return _fin_date(text) if fmt == SourceFormat.FIN else _asc_date(text)

@@ -20,12 +20,10 @@ exist. SHAP convention (the Isolation Forest): values come from `shap.TreeExplai
 the trees' expected isolation path length (a long path means normal). They are negated here, so a
 POSITIVE value pushes the row TOWARD ANOMALOUS and a negative value toward normal; the values of a
 row sum (with the explainer's base value) to its negated path length, i.e. they are additive in the
-forest's raw anomaly score. Only the explained rows go through TreeExplainer, so explaining one
-month's flagged rows (about 1 % of the month) takes seconds.
-
-Contributions: the ensemble's evidence is 1 - (1 - R)(1 - M) for the rules' part R and the ML part M,
-so -log(1 - evidence) = -log(1 - R) - log(1 - M) is additive; `contribution` is each part's share of
-it, the ML share split between the ML detectors by their weighted evidence.
+forest's raw anomaly score. A detector explains the flagged rows where its finding matters: those it
+found unusual and either carries most of the ML part of, or found very rare (`_explain_unusual`); for
+the other flagged rows it lists its score and evidence without features. So explaining one month's
+flagged rows (about 1 % of the month) takes about a second.
 """
 
 from __future__ import annotations
@@ -43,6 +41,10 @@ if TYPE_CHECKING:
     from .ensemble import EnsembleDetector, Scored
 
 TOP_FEATURES = 3
+EXPLAINED_EVIDENCE = 1.0
+"""A detector explains only rows it found at least this unusual: as rare as 1 training row in 10."""
+STRONG_EVIDENCE = 3.0
+"""A detector explains a row it does not lead when it found it this rare: 1 training row in 1,000."""
 RULE_SENTENCE = 0.5
 """The sentence quotes the strongest rule when its severity reaches this or the rules carry most of the score."""
 
@@ -204,6 +206,38 @@ def _with_text(item: dict[str, Any], row: pd.Series, kind: str) -> dict[str, Any
     return {**item, "text": _clause(item["feature"], row, kind, number, usual)}
 
 
+def _leading_ml(evidence: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Per row, the ML detector with the largest weighted evidence: the one that carries most of the ML part."""
+    names = list(evidence)
+    if not names:
+        return np.array([], dtype=object)
+    weighted = np.column_stack([weights.get(name, 1.0) * np.maximum(evidence[name], 0.0) for name in names])
+    return np.asarray(names, dtype=object)[np.argmax(weighted, axis=1)]
+
+
+def _explain_unusual(
+    detector: Any,
+    rows: pd.DataFrame,
+    evidence: np.ndarray,
+    leads: np.ndarray,
+    top: int,
+    history: pd.DataFrame | None,
+) -> list[dict[str, Any]]:
+    """The detector's own explanation of the rows where its finding matters, no features for the others.
+
+    It explains a row it found unusual (evidence >= EXPLAINED_EVIDENCE) when it carries most of the row's
+    ML part (`leads`) or found the row very rare (evidence >= STRONG_EVIDENCE). A detector that found a row
+    typical has nothing to say about it, and one that merely agrees with a stronger one adds little, while
+    its explanation (SHAP, for the forest) is the costliest part of a month's reasons.
+    """
+    explained: list[dict[str, Any]] = [{"features": []} for _ in range(len(rows))]
+    chosen = np.flatnonzero((evidence >= EXPLAINED_EVIDENCE) & (leads | (evidence >= STRONG_EVIDENCE)))
+    if len(chosen):
+        for position, item in zip(chosen, detector.explain(rows.iloc[chosen], top=top, history=history), strict=True):
+            explained[int(position)] = item
+    return explained
+
+
 def explain_rows(
     ensemble: EnsembleDetector,
     frame: pd.DataFrame,
@@ -223,8 +257,17 @@ def explain_rows(
     subset = context.iloc[positions]
     others = context.drop(index=context.index[positions])
     earlier = others if history is None else pd.concat([history, others], ignore_index=True)
+    evidence_of = {name: values[positions] for name, values in scored.evidence.items()}
+    leads = _leading_ml(evidence_of, ensemble.weights)
     own = {
-        detector.name: detector.explain(subset, top=top, history=earlier if detector.lookback_days else None)
+        detector.name: _explain_unusual(
+            detector,
+            subset,
+            evidence_of[detector.name],
+            leads == detector.name,
+            top,
+            earlier if detector.lookback_days else None,
+        )
         for detector in ensemble.detectors
     }
     kinds = kind_label(subset)

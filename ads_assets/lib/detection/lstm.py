@@ -443,7 +443,7 @@ class LstmDetector(Detector):
         window: int = 64,
         batch_size: int = 128,
         learning_rate: float = 1e-2,
-        max_windows: int = 16_384,
+        max_windows: int = 4_096,
         holdout_share: float = 0.1,
         calibration_rows: int = 200_000,
         batch_cells: int = 262_144,
