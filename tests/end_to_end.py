@@ -45,7 +45,7 @@ from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import PostgresTarget, connect, embedded_postgres, table_count
 from ads_assets.lib.fingerprints import forget_runs
 from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
-from ads_assets.lib.storage import s3_region
+from ads_assets.lib.storage import OutputStore, s3_region
 from ads_assets.lib.tables import SCORES_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +118,24 @@ def db_counts(home: Path) -> dict[str, int]:
         return rows
 
 
+ID_QUERIES = {
+    "raw.fin_trans": "SELECT DISTINCT trans_id FROM raw.fin_trans",
+    "marts.fct_transaction_features": "SELECT DISTINCT trans_id FROM marts.fct_transaction_features",
+    SCORES_TABLE: f"SELECT DISTINCT trans_id FROM {SCORES_TABLE}",
+    "anomaly.missing_payments": "SELECT DISTINCT account_id::text || '/' || month FROM anomaly.missing_payments",
+}
+"""The distinct ids of each table a run writes, to compare a recovered pipeline with a clean one."""
+
+
+def published_ids(home: Path, output: Path) -> dict[str, frozenset]:
+    """Each written table's distinct ids in Postgres, and the Parquet scores' trans_ids."""
+    with connect(embedded_postgres(home / "pgdata")) as connection:
+        ids = {table: frozenset(row[0] for row in connection.execute(query)) for table, query in ID_QUERIES.items()}
+    parquet = OutputStore(str(output)).read_table("transaction_scores").column("trans_id").to_pylist()
+    ids["parquet transaction_scores"] = frozenset(parquet)
+    return ids
+
+
 @dataclass
 class Built:
     home: Path
@@ -171,6 +189,8 @@ class Recovery:
     statuses: dict[str, str]
     """Dagster's run storage after the recovering run: status by run id, of the runs since the copy."""
     postmaster_after_run: bool
+    ids: dict[str, frozenset]
+    """`published_ids` after the recovering run."""
 
 
 class Streamed:
@@ -420,6 +440,7 @@ class EndToEnd:
         try:
             with connect(embedded_postgres(home / "pgdata")) as connection:
                 statuses = dict(connection.execute("SELECT run_id, status FROM runs").fetchall())
+            ids = published_ids(home, output)
         finally:
             stop_embedded_postgres(home / "pgdata")
         return Recovery(
@@ -432,6 +453,7 @@ class EndToEnd:
             winner_pid=winner.process.pid,
             statuses={run: status for run, status in statuses.items() if run not in runs_before},
             postmaster_after_run=after_run,
+            ids=ids,
         )
 
     def _s3_run(self, source: Path) -> S3Run:

@@ -25,12 +25,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from ads_assets.cli import build_parser, main
+from ads_assets.cli import build_parser, lost_database, main
 from ads_assets.console import LineTap, Reporter, strip_ansi
 from ads_assets.defs.detection.assets import DetectionConfig
 from ads_assets.environment import default_dataset, embedded_postgres_running, stop_embedded_postgres
@@ -39,7 +40,7 @@ from ads_assets.lib.db import connect, embedded_postgres, table_count
 from ads_assets.lib.storage import OutputStore, s3_endpoint_url, s3_region
 from ads_assets.lib.tables import MISSING_TABLE, SCORES_TABLE, read_query
 from ads_assets.pipeline import RunSummary, StepOutcome, TableCount, failure_message, stage_of
-from ads_assets.settings import DEFAULT_ANOMALY_RATE, SettingsError, check_months
+from ads_assets.settings import DEFAULT_ANOMALY_RATE, DEFAULT_MONTHS, Settings, SettingsError, check_months
 from tests.end_to_end import Built, Reran, Rerun, S3Run, ads, db_counts
 
 MAX_SUMMARY_LINES = 42
@@ -633,3 +634,20 @@ def comparable_rows(rows: list[dict[str, Any]]) -> list[str]:
         json.dumps({column: comparable(column, value) for column, value in row.items()}, sort_keys=True, default=str)
         for row in rows
     )
+
+
+def test_a_lost_database_is_one_line_naming_it(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url=None, source=None, output="out", months=DEFAULT_MONTHS)
+    refused = psycopg.OperationalError('connection to server on socket "/x/.s.PGSQL.5432" failed: No such file')
+    try:
+        try:
+            raise refused
+        except psycopg.OperationalError as inner:
+            raise RuntimeError("step failed") from inner
+    except RuntimeError as error:
+        line = lost_database(error, settings)
+    assert line == (
+        f"lost the connection to the embedded Postgres in {settings.pgdata} during the run (OperationalError): "
+        "the run stopped part-way; months already published stay whole, and the next ads run redoes the rest"
+    )
+    assert lost_database(ValueError("connection"), settings) is None

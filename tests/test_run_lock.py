@@ -24,7 +24,7 @@ from ads_assets.environment import embedded_postgres_running, start_postgres
 from ads_assets.lib.db import PostgresTarget, connect
 from ads_assets.lib.locking import ADVISORY_KEY, DatabaseLock, Holder, LockBusy, run_lock
 from ads_assets.settings import DEFAULT_MONTHS, Settings, SettingsError
-from tests.end_to_end import Recovery
+from tests.end_to_end import Built, Recovery, published_ids
 
 HOLDER = """
 import sys
@@ -197,3 +197,11 @@ def test_the_next_run_reuses_the_killed_runs_postmaster_and_leaves_none_running(
     assert recovery.winner.stdout.splitlines().count(notice) == 1, recovery.winner.stdout
     assert not recovery.postmaster_after_run
     assert not embedded_postgres_running(recovery.home / "pgdata")
+
+
+def test_after_the_kill_every_table_holds_the_ids_of_a_clean_run(built: Built, recovery: Recovery) -> None:
+    """The run killed while ingesting leaves no trace once the next run is done: the same ids as the clean run."""
+    assert built.result.returncode == 0
+    clean = published_ids(built.home, built.output)
+    assert all(clean.values())
+    assert recovery.ids == clean

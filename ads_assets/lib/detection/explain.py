@@ -11,8 +11,8 @@ row (or every row), returns:
 - `features`: the top features of the ML detector that contributed most (by SHAP value for the
   Isolation Forest, by distance for LOF, by surprise for the LSTM), each with the feature's value and
   the account's typical value in mart units (crowns, counts, days) and a plain clause;
-- `detectors`: each part's own score, its contribution to the ensemble score and, for every ML
-  detector, its own explanation (`Detector.explain`);
+- `detectors`: each part's own score and its contribution to the ensemble score, with the features
+  (`Detector.explain`) of the ML detector that carries the row;
 - identifiers (trans_id, account_id, trans_date, trans_month), `score` and `flagged`.
 
 Every ML detector explains itself through the detector contract; nothing here knows which detectors
@@ -20,10 +20,10 @@ exist. SHAP convention (the Isolation Forest): values come from `shap.TreeExplai
 the trees' expected isolation path length (a long path means normal). They are negated here, so a
 POSITIVE value pushes the row TOWARD ANOMALOUS and a negative value toward normal; the values of a
 row sum (with the explainer's base value) to its negated path length, i.e. they are additive in the
-forest's raw anomaly score. A detector explains the flagged rows where its finding matters: those it
-found unusual and either carries most of the ML part of, or found very rare (`_explain_unusual`); for
-the other flagged rows it lists its score and evidence without features. So explaining one month's
-flagged rows (about 1 % of the month) takes about a second.
+forest's raw anomaly score. Each flagged row is explained by the ML detector that carries most of its ML
+part, when that detector found it unusual (`_explain_unusual`); the other detectors list their score,
+evidence and contribution without features. So explaining one month's flagged rows (about 1 % of the
+month) takes about a second.
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 TOP_FEATURES = 3
 EXPLAINED_EVIDENCE = 1.0
 """A detector explains only rows it found at least this unusual: as rare as 1 training row in 10."""
-STRONG_EVIDENCE = 3.0
-"""A detector explains a row it does not lead when it found it this rare: 1 training row in 1,000."""
 RULE_SENTENCE = 0.5
 """The sentence quotes the strongest rule when its severity reaches this or the rules carry most of the score."""
 
@@ -223,15 +221,14 @@ def _explain_unusual(
     top: int,
     history: pd.DataFrame | None,
 ) -> list[dict[str, Any]]:
-    """The detector's own explanation of the rows where its finding matters, no features for the others.
+    """The detector's own explanation of the rows it carries, no features for the others.
 
-    It explains a row it found unusual (evidence >= EXPLAINED_EVIDENCE) when it carries most of the row's
-    ML part (`leads`) or found the row very rare (evidence >= STRONG_EVIDENCE). A detector that found a row
-    typical has nothing to say about it, and one that merely agrees with a stronger one adds little, while
-    its explanation (SHAP, for the forest) is the costliest part of a month's reasons.
+    It explains a row when it carries most of the row's ML part (`leads`) and found it unusual (evidence >=
+    EXPLAINED_EVIDENCE). The row's sentence quotes that detector; the others list their score, evidence and
+    contribution, and spare the costliest part of a month's reasons (SHAP, for the forest).
     """
     explained: list[dict[str, Any]] = [{"features": []} for _ in range(len(rows))]
-    chosen = np.flatnonzero((evidence >= EXPLAINED_EVIDENCE) & (leads | (evidence >= STRONG_EVIDENCE)))
+    chosen = np.flatnonzero((evidence >= EXPLAINED_EVIDENCE) & leads)
     if len(chosen):
         for position, item in zip(chosen, detector.explain(rows.iloc[chosen], top=top, history=history), strict=True):
             explained[int(position)] = item
