@@ -68,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
                 import logging
 
                 logging.getLogger("ads").error("ads run failed", exc_info=True)
+                from ads_assets.pipeline import lost_database
+
                 lost = lost_database(error, settings)
                 if lost is not None:
                     raise DatabaseLost(f"{lost}; log: {log_path}") from error
@@ -83,27 +85,6 @@ def _run(args: argparse.Namespace) -> int:
 
 class DatabaseLost(Exception):
     """The run lost its Postgres (stopped, restarted or unreachable) part-way; the message is one line."""
-
-
-def lost_database(error: BaseException, settings: Any) -> str | None:
-    """One line naming the lost database when `error` (or an error it came from) is a lost connection."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        name = type(current).__name__
-        text = str(current).lower()
-        if name in ("OperationalError", "DagsterPostgresException", "InterfaceError") and any(
-            sign in text
-            for sign in ("connection", "server closed", "terminating", "too many retries", "no such file", "refused")
-        ):
-            where = "the external Postgres" if settings.database_url else f"the embedded Postgres in {settings.pgdata}"
-            return (
-                f"lost the connection to {where} during the run ({name}): the run stopped part-way; "
-                "months already published stay whole, and the next ads run redoes the rest"
-            )
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _run_captured(args: argparse.Namespace, settings: Any, window: Any, reporter: Any, terminal: Any) -> Any:

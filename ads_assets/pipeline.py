@@ -209,6 +209,7 @@ class RunProgress(logging.Handler):
         self.months_modelled: set[str] = set()
         self.dbt_done = 0
         self.dbt_problems: list[str] = []
+        self.run_id: str | None = None
 
     # --- Dagster events ----------------------------------------------------------------------------
 
@@ -220,6 +221,7 @@ class RunProgress(logging.Handler):
 
     def _handle(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
+        self.run_id = self.run_id or meta.get("run_id")
         event = meta.get("dagster_event")
         step_key = meta.get("step_key")
         if event is None:
@@ -468,37 +470,49 @@ def run_pipeline(
     if retrain_every is not None:
         run_config["ops"] = {MODELS_STEP: {"config": {"retrain_every_months": retrain_every}}}
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
-        hold_storage_connections(instance)
-        try:
-            result = job.execute_in_process(
-                instance=instance,
-                tags={
-                    ASSET_PARTITION_RANGE_START_TAG: partition_keys[0],
-                    ASSET_PARTITION_RANGE_END_TAG: partition_keys[-1],
-                },
-                run_config=run_config,
-                raise_on_error=False,
-            )
-        finally:
-            progress.finish_open_stages()
+    result: dg.ExecuteInProcessResult | None = None
+    lost: str | None = None
+    try:
+        with dg.DagsterInstance.get() as instance:
+            hold_storage_connections(instance)
+            try:
+                result = job.execute_in_process(
+                    instance=instance,
+                    tags={
+                        ASSET_PARTITION_RANGE_START_TAG: partition_keys[0],
+                        ASSET_PARTITION_RANGE_END_TAG: partition_keys[-1],
+                    },
+                    run_config=run_config,
+                    raise_on_error=False,
+                )
+            finally:
+                progress.finish_open_stages()
+    except Exception as error:
+        lost = lost_database(error, environment.settings)
+        if lost is None:
+            raise
     summary = RunSummary(
-        success=result.success,
-        run_id=result.run_id,
+        success=result is not None and result.success,
+        run_id=result.run_id if result is not None else progress.run_id or "(not recorded)",
         seconds=time.monotonic() - started,
         months=(partition_keys[0][:7], partition_keys[-1][:7]),
         outputs=environment.settings.output,
         steps=list(progress.steps.values()),
+        notes=[lost] if lost else [],
     )
-    summary.checks = [
-        CheckOutcome(
-            asset=evaluation.asset_key.to_user_string(),
-            name=evaluation.check_name,
-            passed=evaluation.passed,
-            blocking=bool(evaluation.blocking),
-        )
-        for evaluation in result.get_asset_check_evaluations()
-    ]
+    summary.checks = (
+        [
+            CheckOutcome(
+                asset=evaluation.asset_key.to_user_string(),
+                name=evaluation.check_name,
+                passed=evaluation.passed,
+                blocking=bool(evaluation.blocking),
+            )
+            for evaluation in result.get_asset_check_evaluations()
+        ]
+        if result is not None
+        else [check for checks in progress.checks.values() for check in checks]
+    )
     _count_this_run(environment, progress, summary, partition_keys)
     steps_seconds = sum(step.seconds for step in progress.steps.values())
     summary.stage_times = [
@@ -507,6 +521,28 @@ def run_pipeline(
     ]
     summary.stage_times.append(("Dagster (between steps)", "-", max(summary.seconds - steps_seconds, 0.0)))
     return summary
+
+
+def lost_database(error: BaseException, settings: Any) -> str | None:
+    """One line naming the lost database when `error` (or an error it came from) is a lost connection."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = type(current).__name__
+        text = str(current).lower()
+        if name in LOST_CONNECTION_ERRORS and any(sign in text for sign in LOST_CONNECTION_SIGNS):
+            where = "the external Postgres" if settings.database_url else f"the embedded Postgres in {settings.pgdata}"
+            return (
+                f"lost the connection to {where} during the run ({name}): the run stopped part-way; "
+                "months already published stay whole, and the next ads run redoes the rest"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+LOST_CONNECTION_ERRORS = frozenset({"OperationalError", "DagsterPostgresException", "InterfaceError"})
+LOST_CONNECTION_SIGNS = ("connection", "server closed", "terminating", "too many retries", "no such file", "refused")
 
 
 def hold_storage_connections(instance: dg.DagsterInstance) -> None:

@@ -7,8 +7,9 @@ tests of `tests/test_cli.py` assert on it:
 - `rescored`: `ads run --months 1993-02:1993-03 --retrain-every 1` on a copy of the built home and output;
 - `failed_run`: `ads run` on another copy, whose raw.fin_trans refuses every row (a CHECK constraint);
 - `reran`: on a third copy, `ads run` again with nothing new, then with one line of the last month changed;
-- `recovery`: on a fourth copy, `ads run --months` killed with SIGKILL once it has ingested, then two such
-  runs started at once: one refuses in one line, the other recovers what the killed one left and succeeds;
+- `recovery`: on a fourth copy, `ads run --months` killed with SIGKILL once it has ingested, again as it
+  starts scoring, then two such runs started at once: one refuses in one line, the other recovers what the
+  killed ones left and succeeds;
 - `s3_run`: `ads run --output s3://<new bucket>/runs/ads` in a fresh ADS_HOME, against moto.
 
 The runs the selected tests name start with the session's first test, two at a time: the built pipeline
@@ -179,7 +180,11 @@ class Recovery:
     """What the end-to-end scenario saw: a run killed after ingesting, then two runs started at once."""
 
     home: Path
+    killed_in_ingest: str
+    """The Dagster run killed once it had ingested."""
+    killed_in_ingest_pid: int
     killed_run_id: str
+    """The Dagster run killed after it reported its quality report, as its scoring step started."""
     killed_pid: int
     postmaster_after_kill: int
     """The pid of the postmaster still running after the kill."""
@@ -410,24 +415,16 @@ class EndToEnd:
             runs_before = {row[0] for row in connection.execute("SELECT run_id FROM runs")}
         stop_embedded_postgres(home / "pgdata")
         arguments = ["run", "--source", str(source), "--output", str(output), "--months", RECOVERED_MONTHS]
-        lines: queue.Queue = queue.Queue()
-        killed = Streamed(arguments, home, lines, self.environment)
-        try:
-            while True:
-                _, line = lines.get(timeout=RUN_TIMEOUT)
-                if line is None:
-                    raise RuntimeError("the run ended before it ingested: " + "".join(killed.stdout + killed.stderr))
-                if "] ingest: " in line:
-                    break
-            killed.kill_group()
-        finally:
-            if killed.process.poll() is None:
-                killed.kill_group()
+        in_ingest = self._killed_at(arguments, home, "] ingest: ")
+        first_postmaster = postmaster_pid(home / "pgdata")
+        assert first_postmaster is not None, "SIGKILL of the run's process group leaves its postmaster running"
+        [killed_in_ingest] = started_runs(postmaster_socket(home / "pgdata"))
+        in_scoring = self._killed_at(arguments, home, "] quality report: ")
         postmaster = postmaster_pid(home / "pgdata")
         assert postmaster is not None, "SIGKILL of the run's process group leaves its postmaster running"
-        killed_runs = started_runs(postmaster_socket(home / "pgdata"))
-        assert len(killed_runs) == 1, killed_runs
+        [killed_in_scoring] = started_runs(postmaster_socket(home / "pgdata"))
 
+        lines: queue.Queue = queue.Queue()
         first, second = (Streamed(arguments, home, lines, self.environment) for _ in range(2))
         try:
             results = {first: first.result(), second: second.result()}
@@ -445,8 +442,10 @@ class EndToEnd:
             stop_embedded_postgres(home / "pgdata")
         return Recovery(
             home=home,
-            killed_run_id=killed_runs[0],
-            killed_pid=killed.process.pid,
+            killed_in_ingest=killed_in_ingest,
+            killed_run_id=killed_in_scoring,
+            killed_pid=in_scoring.process.pid,
+            killed_in_ingest_pid=in_ingest.process.pid,
             postmaster_after_kill=postmaster,
             winner=won,
             loser=lost,
@@ -455,6 +454,23 @@ class EndToEnd:
             postmaster_after_run=after_run,
             ids=ids,
         )
+
+    def _killed_at(self, arguments: list[str], home: Path, marker: str) -> Streamed:
+        """`ads ARGUMENTS`, its process group killed with SIGKILL as soon as it prints a line holding `marker`."""
+        lines: queue.Queue = queue.Queue()
+        killed = Streamed(arguments, home, lines, self.environment)
+        try:
+            while True:
+                _, line = lines.get(timeout=RUN_TIMEOUT)
+                if line is None:
+                    raise RuntimeError(f"the run ended before {marker!r}: " + "".join(killed.stdout + killed.stderr))
+                if marker in line:
+                    break
+            killed.kill_group()
+        finally:
+            if killed.process.poll() is None:
+                killed.kill_group()
+        return killed
 
     def _s3_run(self, source: Path) -> S3Run:
         import boto3

@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from ads_assets.cli import build_parser, lost_database, main
+from ads_assets.cli import build_parser, main
 from ads_assets.console import LineTap, Reporter, strip_ansi
 from ads_assets.defs.detection.assets import DetectionConfig
 from ads_assets.environment import default_dataset, embedded_postgres_running, stop_embedded_postgres
@@ -39,7 +39,15 @@ from ads_assets.lib.berka.schema import LOAD_ORDER
 from ads_assets.lib.db import connect, embedded_postgres, table_count
 from ads_assets.lib.storage import OutputStore, s3_endpoint_url, s3_region
 from ads_assets.lib.tables import MISSING_TABLE, SCORES_TABLE, read_query
-from ads_assets.pipeline import RunSummary, StepOutcome, TableCount, failure_message, stage_of
+from ads_assets.pipeline import (
+    RunSummary,
+    StepOutcome,
+    TableCount,
+    failure_message,
+    lost_database,
+    run_pipeline,
+    stage_of,
+)
 from ads_assets.settings import DEFAULT_ANOMALY_RATE, DEFAULT_MONTHS, Settings, SettingsError, check_months
 from tests.end_to_end import Built, Reran, Rerun, S3Run, ads, db_counts
 
@@ -651,3 +659,32 @@ def test_a_lost_database_is_one_line_naming_it(tmp_path: Path) -> None:
         "the run stopped part-way; months already published stay whole, and the next ads run redoes the rest"
     )
     assert lost_database(ValueError("connection"), settings) is None
+
+
+def test_a_run_that_loses_its_database_ends_with_a_failed_summary_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from ads_assets.environment import Environment
+    from ads_assets.lib.db import PostgresTarget
+
+    def stopped(*_args: Any, **_kwargs: Any) -> None:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dg.JobDefinition, "execute_in_process", stopped)
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    settings = Settings(
+        home=tmp_path, database_url=None, source=None, output=str(tmp_path / "out"), months=DEFAULT_MONTHS
+    )
+    gone = PostgresTarget(
+        host=str(tmp_path / "no_server"), port=5432, user="postgres", password=None, dbname="postgres"
+    )
+    summary = run_pipeline(Environment(settings=settings, postgres=gone, source="unused", months=DEFAULT_MONTHS))
+
+    assert not summary.success
+    text = summary.render()
+    assert text.startswith("ADS run (not recorded): FAILED after ")
+    assert f"lost the connection to the embedded Postgres in {settings.pgdata} during the run" in text
+    assert "anomaly.transaction_scores (not written: not run)" in text

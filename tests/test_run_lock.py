@@ -178,6 +178,7 @@ def test_of_two_runs_at_once_one_refuses_in_one_line_and_the_other_succeeds(reco
 
 
 def test_the_next_run_marks_the_killed_run_failed_and_says_so(recovery: Recovery) -> None:
+    assert recovery.statuses[recovery.killed_in_ingest] == "FAILURE"
     assert recovery.statuses[recovery.killed_run_id] == "FAILURE"
     assert [status for status in recovery.statuses.values() if status != "FAILURE"] == ["SUCCESS"], (
         "the run that recovered is the only other one since the copy"
@@ -200,7 +201,8 @@ def test_the_next_run_reuses_the_killed_runs_postmaster_and_leaves_none_running(
 
 
 def test_after_the_kill_every_table_holds_the_ids_of_a_clean_run(built: Built, recovery: Recovery) -> None:
-    """The run killed while ingesting leaves no trace once the next run is done: the same ids as the clean run."""
+    """Runs killed while ingesting and while scoring leave no trace once the next run is done: every table
+    (and the Parquet scores) holds the ids of the clean run."""
     assert built.result.returncode == 0
     clean = published_ids(built.home, built.output)
     assert all(clean.values())
