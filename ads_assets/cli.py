@@ -252,7 +252,7 @@ def _next_steps(environment: Any) -> list[str]:
         target = environment.postgres
         query = f'psql "postgresql://{target.user}@{target.host}:{target.port}/{target.dbname}" -c "{EXAMPLE_QUERY}"'
     parquet = (
-        f"duckdb -c \"SELECT * FROM read_parquet('{output}/transaction_scores/*/*.parquet', hive_partitioning = true) "
+        f"duckdb -c \"SELECT * FROM read_parquet('{output}/transaction_scores/*/*.parquet', hive_partitioning = true) "  # noqa: S608 - shell hint printed for the user, never executed
         'WHERE is_anomaly ORDER BY score DESC LIMIT 10"'
     )
     return [
@@ -372,7 +372,7 @@ def _supervise(command: list[str]) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_terminate)
-    process = subprocess.Popen(command, process_group=0)
+    process = subprocess.Popen(command, process_group=0)  # noqa: S603 - argv built by ads (dagster dev), no shell
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -406,12 +406,55 @@ def _psql(args: argparse.Namespace) -> int:
         command = [str(psql), "-h", postgres.host, "-p", str(postgres.port), "-U", postgres.user, "-d", postgres.dbname]
         environment = {**os.environ, **({"PGPASSWORD": postgres.password} if postgres.password else {})}
         try:
-            return subprocess.call([*command, *args.passthrough], env=environment)
+            return subprocess.call([*command, *args.passthrough], env=environment)  # noqa: S603 - the bundled psql with the user's own arguments, no shell
         except KeyboardInterrupt:
             return 130
     finally:
         if started and not settings.database_url:
             stop_embedded_postgres(settings.pgdata)
+
+
+# --- ads alerts --------------------------------------------------------------------------------------
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from ads_assets.alerts import AlertFilter, export_alerts, fetch_alerts, print_alerts, read_labels
+    from ads_assets.environment import apply_options, start_postgres, stop_embedded_postgres
+    from ads_assets.lib.db import connect
+    from ads_assets.settings import check_months, load_state
+
+    month = None
+    if args.month is not None:
+        first, last = check_months(args.month, "--month")
+        if first != last:
+            raise SettingsError(f"bad --month {args.month!r}: expected one month YYYY-MM, e.g. 1997-03")
+        month = first
+    selection = AlertFilter(month=month, account_id=args.account, top=args.top)
+    if selection.top < 1:
+        raise SettingsError(f"--top must be 1 or more, not {selection.top}")
+    settings = apply_options()
+    labels = read_labels(settings.source or load_state(settings.home).get("source"))
+    postgres, started = start_postgres(settings)
+    try:
+        with connect(postgres) as connection:
+            alerts = fetch_alerts(connection, selection, labels)
+    finally:
+        if started and not settings.database_url:
+            stop_embedded_postgres(settings.pgdata)
+    which = f" {selection.describe()}" if selection.describe() else ""
+    if args.export is not None:
+        path = Path(args.export)
+        written = export_alerts(alerts, path)
+        if written:
+            print(f"ads alerts: wrote {written} flagged transactions{which} to {path}")
+        else:
+            print(f"ads alerts: no flagged transactions{which}; wrote only the header to {path}")
+        return 0
+    if not alerts:
+        print(f"ads alerts: no flagged transactions{which}")
+        return 0
+    print_alerts(alerts, sys.stdout)
+    return 0
 
 
 # --- the parser --------------------------------------------------------------------------------------
@@ -535,6 +578,29 @@ def build_parser() -> argparse.ArgumentParser:
         usage="ads psql [psql options, e.g. -c 'SELECT …']",
     )
     psql.set_defaults(handler=_psql)
+
+    alerts = commands.add_parser(
+        "alerts",
+        parents=[debug],
+        help="print the flagged transactions, highest score first, with their reason and status",
+        description=textwrap.fill(
+            "Print the flagged transactions of anomaly.transaction_scores, highest score first, one line each: "
+            "month, transaction, account, date, amount, kind, score, status (confirmed, labelled <kind> from the "
+            "source's labels.csv, or new) and the reason. Exit status: 0, or 2 when nothing is scored yet.",
+            width=100,
+        ),
+        formatter_class=formatter,
+    )
+    alerts.add_argument("--month", metavar="YYYY-MM", help="only this month")
+    alerts.add_argument("--top", metavar="N", type=int, default=50, help="the N highest scores (default: 50)")
+    alerts.add_argument("--account", metavar="ID", type=int, help="only this account")
+    alerts.add_argument(
+        "--export",
+        metavar="FILE.csv",
+        help="write the rows with every column (the full reasons JSON too) to a CSV file instead of printing them; "
+        "text cells a spreadsheet would read as a formula are prefixed with '",
+    )
+    alerts.set_defaults(handler=_alerts)
     return parser
 
 

@@ -243,7 +243,7 @@ def run_dbt(target: PostgresTarget, work: Path, *args: str, environment: dict[st
     server_before = server_cpu_seconds(work / "pg")
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(command, env={**dbt_env(target), **(environment or {})}, capture_output=True, text=True)
+    result = subprocess.run(command, env={**dbt_env(target), **(environment or {})}, capture_output=True, text=True)  # noqa: S603 - fixed dbt argv, no shell
     elapsed = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     dbt_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)

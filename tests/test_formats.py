@@ -553,6 +553,6 @@ def test_fast_path_agrees_with_full_parsers(real_sources: Sources, fmt: SourceFo
             full = formats._full_parse(layout, 1, line, fields)
             try:
                 fast = layout.convert(fields)
-            except Exception:
+            except Exception:  # noqa: S112 - lines the fast path rejects are out of scope; only accepted ones are compared
                 continue
             assert (repr(fast), full.reason) == (repr(full.values), None), line

@@ -186,7 +186,7 @@ def recorded_run(connection: psycopg.Connection) -> RecordedRun | None:
         cursor.execute("SELECT to_regclass(%s)", (FINGERPRINT_TABLE,))
         if cursor.fetchone()[0] is None:
             return None
-        cursor.execute(f"SELECT run_id, finished_at, fingerprint FROM {FINGERPRINT_TABLE} WHERE id = 1")
+        cursor.execute(f"SELECT run_id, finished_at, fingerprint FROM {FINGERPRINT_TABLE} WHERE id = 1")  # noqa: S608 - FINGERPRINT_TABLE is a module constant, values go as parameters
         row = cursor.fetchone()
     if row is None:
         return None
@@ -203,7 +203,7 @@ def record_run(connection: psycopg.Connection, run_id: str, fingerprint: Fingerp
             "finished_at timestamptz NOT NULL DEFAULT now(), fingerprint jsonb NOT NULL)"
         )
         cursor.execute(
-            f"INSERT INTO {FINGERPRINT_TABLE} (id, run_id, fingerprint) VALUES (1, %s, %s) "
+            f"INSERT INTO {FINGERPRINT_TABLE} (id, run_id, fingerprint) VALUES (1, %s, %s) "  # noqa: S608 - FINGERPRINT_TABLE is a module constant, values go as parameters
             "ON CONFLICT (id) DO UPDATE SET run_id = EXCLUDED.run_id, finished_at = now(), "
             "fingerprint = EXCLUDED.fingerprint",
             (run_id, fingerprint.as_json()),

@@ -203,7 +203,7 @@ def reconcile(
         ensure_anomaly_schema(cursor)
         cursor.execute(PUBLICATIONS_DDL)
         postgres = _postgres_contents(cursor, table)
-        cursor.execute(f"SELECT month, token FROM {PUBLICATIONS_TABLE} WHERE table_name = %s", (table.postgres_table,))
+        cursor.execute(f"SELECT month, token FROM {PUBLICATIONS_TABLE} WHERE table_name = %s", (table.postgres_table,))  # noqa: S608 - PublishedTable names are module constants, values go as parameters
         tokens: dict[str, str] = dict(cursor.fetchall())
     folders = store.month_keys(table.name)
     staged_by_month: dict[str, list[StagedPartition]] = {}
@@ -253,7 +253,7 @@ def postgres_month(connection: psycopg.Connection, table: PublishedTable, month:
     _finish_implicit_transaction(connection)
     with connection.transaction(), connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {', '.join(table.select)} FROM {table.postgres_table} WHERE month = %s ORDER BY {table.key}",
+            f"SELECT {', '.join(table.select)} FROM {table.postgres_table} WHERE month = %s ORDER BY {table.key}",  # noqa: S608 - PublishedTable names are module constants, values go as parameters
             (month,),
         )
         rows = cursor.fetchall()
@@ -276,7 +276,7 @@ def _record_publication(
     with connection.cursor() as cursor:
         cursor.execute(PUBLICATIONS_DDL)
         cursor.execute(
-            f"INSERT INTO {PUBLICATIONS_TABLE} (table_name, month, token, rows) VALUES (%s, %s, %s, %s) "
+            f"INSERT INTO {PUBLICATIONS_TABLE} (table_name, month, token, rows) VALUES (%s, %s, %s, %s) "  # noqa: S608 - PublishedTable names are module constants, values go as parameters
             "ON CONFLICT (table_name, month) DO UPDATE "
             "SET token = EXCLUDED.token, rows = EXCLUDED.rows, published_at = now()",
             (table.postgres_table, month, token, rows),
@@ -284,7 +284,7 @@ def _record_publication(
 
 
 def _postgres_contents(cursor: psycopg.Cursor, table: PublishedTable) -> dict[str, Contents]:
-    cursor.execute(f"SELECT month, count(*), coalesce(sum({table.key}), 0) FROM {table.postgres_table} GROUP BY month")
+    cursor.execute(f"SELECT month, count(*), coalesce(sum({table.key}), 0) FROM {table.postgres_table} GROUP BY month")  # noqa: S608 - PublishedTable names are module constants, values go as parameters
     return {month: Contents(int(rows), int(key_sum)) for month, rows, key_sum in cursor.fetchall()}
 
 

@@ -76,7 +76,7 @@ def read_query(connection: psycopg.Connection, query: str, params: Sequence[obje
     buffer = io.BytesIO()
     with connection.cursor() as cursor:
         bound = psycopg.ClientCursor(connection).mogrify(query, params) if params else query
-        cursor.execute(f"SELECT * FROM ({bound}) AS typed LIMIT 0")
+        cursor.execute(f"SELECT * FROM ({bound}) AS typed LIMIT 0")  # noqa: S608 - COPY takes no parameters: values bound client-side by psycopg's mogrify
         text_columns = {
             column.name: pa.string() for column in cursor.description or () if column.type_code in TEXT_TYPE_OIDS
         }
@@ -99,7 +99,7 @@ def read_window(connection: psycopg.Connection, table: str, date_column: str, st
     """Rows of `table` whose `date_column` lies in [start, end)."""
     return read_query(
         connection,
-        f"SELECT * FROM {table} WHERE {date_column} >= %s AND {date_column} < %s ORDER BY {date_column}",
+        f"SELECT * FROM {table} WHERE {date_column} >= %s AND {date_column} < %s ORDER BY {date_column}",  # noqa: S608 - table and date column are callers' constants, values go as parameters
         (start, end),
     )
 
@@ -107,7 +107,7 @@ def read_window(connection: psycopg.Connection, table: str, date_column: str, st
 def confirmed_anomalies(connection: psycopg.Connection) -> set[int]:
     with connection.cursor() as cursor:
         ensure_anomaly_schema(cursor)
-        cursor.execute(f"SELECT trans_id FROM {CONFIRMED_TABLE}")
+        cursor.execute(f"SELECT trans_id FROM {CONFIRMED_TABLE}")  # noqa: S608 - CONFIRMED_TABLE is a module constant
         return {int(row[0]) for row in cursor.fetchall()}
 
 
@@ -115,7 +115,7 @@ def replace_month(connection: psycopg.Connection, table: str, month: str, frame:
     """Delete `month` from `table` and COPY `frame` in, in one transaction; returns rows written."""
     with connection.transaction(), connection.cursor() as cursor:
         ensure_anomaly_schema(cursor)
-        cursor.execute(f"DELETE FROM {table} WHERE month = %s", (month,))
+        cursor.execute(f"DELETE FROM {table} WHERE month = %s", (month,))  # noqa: S608 - table is a module constant, month goes as a parameter
         copy_frame(cursor, table, frame)
     return len(frame)
 

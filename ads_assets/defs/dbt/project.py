@@ -80,7 +80,7 @@ def _dbt_parse(project: DbtProject, environment: Mapping[str, str], target_path:
     command += ["--project-dir", str(project.project_dir), "--profiles-dir", str(project.profiles_dir)]
     command += ["--target-path", str(target_path), "--log-path", str(dbt_log_folder(project))]
     environment = {**environment, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false"}
-    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    result = subprocess.run(command, env=environment, capture_output=True, text=True)  # noqa: S603 - fixed dbt argv, no shell
     if result.returncode != 0 or not (target_path / "manifest.json").exists():
         raise RuntimeError(f"dbt parse failed for {project.project_dir}:\n{result.stdout}\n{result.stderr}")
 

@@ -69,7 +69,7 @@ def _monthly_rows(connection) -> tuple[date | None, dict[date, int]]:
     """The first transaction date of the feature table and its rows per month."""
     counts = read_query(
         connection,
-        f"SELECT trans_month, count(*) AS rows, min(trans_date) AS first_day FROM {FEATURES_TABLE} GROUP BY trans_month",
+        f"SELECT trans_month, count(*) AS rows, min(trans_date) AS first_day FROM {FEATURES_TABLE} GROUP BY trans_month",  # noqa: S608 - FEATURES_TABLE is a module constant
     )
     if counts.empty:
         return None, {}

@@ -470,7 +470,7 @@ class LstmDetector(Detector):
         self._network: SequenceModel | None = None
 
     def _build(self) -> SequenceModel:
-        assert self.vocabulary_ is not None and self.targets_ is not None
+        assert self.vocabulary_ is not None and self.targets_ is not None  # noqa: S101 - narrows the type: fit() sets these before use
         return SequenceModel(len(self.vocabulary_), len(INPUTS), self.hidden, self.embedding, self.targets_)
 
     def network(self) -> SequenceModel:
@@ -547,7 +547,7 @@ class LstmDetector(Detector):
         return start, length
 
     def _train(self, network: SequenceModel, steps: Steps, rng: np.random.Generator) -> None:
-        assert self.input_mean_ is not None and self.input_scale_ is not None
+        assert self.input_mean_ is not None and self.input_scale_ is not None  # noqa: S101 - narrows the type: fit() sets these before use
         starts, lengths = self._windows(steps, rng)
         optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
         total = self.epochs * -(-len(starts) // self.batch_size)
@@ -571,7 +571,7 @@ class LstmDetector(Detector):
     def _predict(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> dict[str, np.ndarray]:
         """Per row of `frame` (in its order): the four surprises, where each applies, and the expectations."""
         network = self.network()
-        assert self.vocabulary_ is not None and self.input_mean_ is not None and self.input_scale_ is not None
+        assert self.vocabulary_ is not None and self.input_mean_ is not None and self.input_scale_ is not None  # noqa: S101 - narrows the type: fit() sets these before use
         steps = sequences(frame, history, self.vocabulary_)
         parts = np.zeros((len(steps), len(PARTS)), dtype=np.float32)
         expected = np.zeros((len(steps), len(EXPECTED)), dtype=np.float32)
@@ -632,8 +632,8 @@ class LstmDetector(Detector):
         self.network()
         if not len(frame):
             return []
-        assert self.vocabulary_ is not None
-        assert self.part_medians_ is not None
+        assert self.vocabulary_ is not None  # noqa: S101 - narrows the type: fit() sets these before use
+        assert self.part_medians_ is not None  # noqa: S101 - narrows the type: fit() sets these before use
         predicted = self._predict(frame, history)
         parts, applies = predicted["parts"], predicted["applies"]
         scores = self.calibrator().cdf(parts.sum(axis=1))

@@ -83,9 +83,12 @@ def ensure_scores_table(cursor: psycopg.Cursor) -> None:
     legacy = [row[0] for row in cursor.fetchall()]
     if not legacy:
         return
-    pairs = ", ".join(f"'{column.removesuffix('_score')}', {column}" for column in legacy)
+    pairs = ", ".join(f"%s::text, {column}" for column in legacy)
     cursor.execute(f"ALTER TABLE {SCORES_TABLE} ADD COLUMN IF NOT EXISTS detector_scores jsonb NOT NULL DEFAULT '{{}}'")
-    cursor.execute(f"UPDATE {SCORES_TABLE} SET detector_scores = jsonb_strip_nulls(jsonb_build_object({pairs}))")
+    cursor.execute(
+        f"UPDATE {SCORES_TABLE} SET detector_scores = jsonb_strip_nulls(jsonb_build_object({pairs}))",  # noqa: S608 - columns are the LEGACY_DETECTOR_COLUMNS constants, keys go as parameters
+        [column.removesuffix("_score") for column in legacy],
+    )
     cursor.execute(f"ALTER TABLE {SCORES_TABLE} " + ", ".join(f"DROP COLUMN {column}" for column in legacy))
 
 

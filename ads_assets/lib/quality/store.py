@@ -81,7 +81,7 @@ def write_check_results(connection: psycopg.Connection, records: Iterable[CheckR
     ]
     with connection.transaction(), connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {CHECK_RESULTS_TABLE} (run_id, asset, partition, check_name, severity, success, observed) "
+            f"INSERT INTO {CHECK_RESULTS_TABLE} (run_id, asset, partition, check_name, severity, success, observed) "  # noqa: S608 - table names are module constants, values go as parameters
             "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
             rows,
         )
@@ -92,7 +92,7 @@ def write_validation_results(connection: psycopg.Connection, run_id: str, outcom
     """Keep each GX validation result document of the run, replacing a re-run of the same suite and batch."""
     with connection.transaction(), connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {VALIDATION_RESULTS_TABLE} (run_id, suite, batch, success, evaluated, written, result) "
+            f"INSERT INTO {VALIDATION_RESULTS_TABLE} (run_id, suite, batch, success, evaluated, written, result) "  # noqa: S608 - table names are module constants, values go as parameters
             "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (run_id, suite, batch) DO UPDATE SET "
             "success = EXCLUDED.success, evaluated = EXCLUDED.evaluated, written = EXCLUDED.written, "
             "result = EXCLUDED.result, evaluated_at = now()",
@@ -128,17 +128,17 @@ def validations_for_report(connection: psycopg.Connection, run_id: str, history:
     """
     columns = "run_id, suite, batch, success, result, evaluated_at"
     earlier = (
-        f"SELECT run_id FROM {VALIDATION_RESULTS_TABLE} WHERE run_id <> %(run)s GROUP BY run_id "
+        f"SELECT run_id FROM {VALIDATION_RESULTS_TABLE} WHERE run_id <> %(run)s GROUP BY run_id "  # noqa: S608 - table names are module constants, values go as parameters
         "ORDER BY max(evaluated_at) DESC LIMIT %(earlier)s"
     )
     rows = connection.execute(
-        f"SELECT {columns} FROM {VALIDATION_RESULTS_TABLE} WHERE run_id = %(run)s OR run_id IN ({earlier}) "
+        f"SELECT {columns} FROM {VALIDATION_RESULTS_TABLE} WHERE run_id = %(run)s OR run_id IN ({earlier}) "  # noqa: S608 - table names are module constants, values go as parameters
         "ORDER BY evaluated_at DESC, suite, batch",
         {"run": run_id, "earlier": max(history - 1, 0)},
     ).fetchall()
     if not any(row[0] == run_id for row in rows):
         latest = connection.execute(
-            f"SELECT DISTINCT ON (suite, batch) {columns} "
+            f"SELECT DISTINCT ON (suite, batch) {columns} "  # noqa: S608 - table names are module constants, values go as parameters
             f"FROM {VALIDATION_RESULTS_TABLE} ORDER BY suite, batch, evaluated_at DESC"
         ).fetchall()
         rows = list({(row[0], row[1], row[2]): row for row in [*latest, *rows]}.values())
@@ -147,7 +147,7 @@ def validations_for_report(connection: psycopg.Connection, run_id: str, history:
 
 def check_results_for_run(connection: psycopg.Connection, run_id: str) -> list[CheckRecord]:
     rows = connection.execute(
-        f"SELECT run_id, asset, partition, check_name, severity, success, observed FROM {CHECK_RESULTS_TABLE} "
+        f"SELECT run_id, asset, partition, check_name, severity, success, observed FROM {CHECK_RESULTS_TABLE} "  # noqa: S608 - table names are module constants, values go as parameters
         "WHERE run_id = %s ORDER BY asset, check_name, partition NULLS FIRST",
         (run_id,),
     ).fetchall()
