@@ -188,7 +188,7 @@ def _run_pipeline(
     )
     with reporter.stage("load code location", description="loading the code location (dbt manifest)"):
         import ads_assets.definitions  # noqa: F401  (parses the dbt project when its manifest is missing)
-    prepared = [(stage.name, "-", stage.seconds) for stage in reporter.stages.values()]
+    prepared = _checked_stages(reporter)
     from ads_assets.pipeline import run_pipeline
 
     summary = run_pipeline(
@@ -234,9 +234,14 @@ def _nothing_new(environment: Any, plan: Any, months: tuple[str, str], reporter:
         nothing_new=True,
         notes=list(plan.notes),
     )
-    summary.stage_times = [(stage.name, "-", stage.seconds) for stage in reporter.stages.values()]
+    summary.stage_times = _checked_stages(reporter)
     summary.next_steps = _next_steps(environment)
     return summary
+
+
+def _checked_stages(reporter: Any) -> list[tuple[str, str, float]]:
+    """The stage-table rows of what `ads run` did before any Dagster step (checks, Postgres, data)."""
+    return [(stage.name, "-", stage.seconds) for stage in reporter.stages.values()]
 
 
 def _next_steps(environment: Any) -> list[str]:
@@ -395,13 +400,11 @@ def _supervise(command: list[str]) -> int:
 
 
 def _psql(args: argparse.Namespace) -> int:
-    from ads_assets.environment import apply_options, start_postgres, stop_embedded_postgres
+    import pgserver
 
-    settings = apply_options()
-    postgres, started = start_postgres(settings)
-    try:
-        import pgserver
+    from ads_assets.environment import apply_options, postgres_for
 
+    with postgres_for(apply_options()) as postgres:
         psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
         command = [str(psql), "-h", postgres.host, "-p", str(postgres.port), "-U", postgres.user, "-d", postgres.dbname]
         environment = {**os.environ, **({"PGPASSWORD": postgres.password} if postgres.password else {})}
@@ -409,9 +412,6 @@ def _psql(args: argparse.Namespace) -> int:
             return subprocess.call([*command, *args.passthrough], env=environment)  # noqa: S603 - the bundled psql with the user's own arguments, no shell
         except KeyboardInterrupt:
             return 130
-    finally:
-        if started and not settings.database_url:
-            stop_embedded_postgres(settings.pgdata)
 
 
 # --- ads alerts --------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ def _psql(args: argparse.Namespace) -> int:
 
 def _alerts(args: argparse.Namespace) -> int:
     from ads_assets.alerts import AlertFilter, export_alerts, fetch_alerts, print_alerts, read_labels
-    from ads_assets.environment import apply_options, start_postgres, stop_embedded_postgres
+    from ads_assets.environment import apply_options, postgres_for
     from ads_assets.lib.db import connect
     from ads_assets.settings import check_months, load_state
 
@@ -434,13 +434,8 @@ def _alerts(args: argparse.Namespace) -> int:
         raise SettingsError(f"--top must be 1 or more, not {selection.top}")
     settings = apply_options()
     labels = read_labels(settings.source or load_state(settings.home).get("source"))
-    postgres, started = start_postgres(settings)
-    try:
-        with connect(postgres) as connection:
-            alerts = fetch_alerts(connection, selection, labels)
-    finally:
-        if started and not settings.database_url:
-            stop_embedded_postgres(settings.pgdata)
+    with postgres_for(settings) as postgres, connect(postgres) as connection:
+        alerts = fetch_alerts(connection, selection, labels)
     which = f" {selection.describe()}" if selection.describe() else ""
     if args.export is not None:
         path = Path(args.export)

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -310,7 +311,8 @@ def start_postgres(settings: Settings) -> tuple[PostgresTarget, bool]:
         raise SettingsError(f"cannot start the embedded Postgres in {pgdata}: {_first_line(error)}") from None
     check_postgres(target, f"the embedded Postgres in {pgdata}")
     if orphan is not None:
-        _drop_dead_handles(db._servers[pgdata.resolve()])
+        with db._servers_lock:
+            _drop_dead_handles(db._servers[pgdata.resolve()])
         _notify(
             settings.home,
             f"reusing the embedded Postgres (pid {orphan}) that a killed run left running in {pgdata}; "
@@ -335,6 +337,17 @@ def lock_database(settings: Settings, target: PostgresTarget) -> None:
         raise SettingsError(f"cannot lock {target.describe()}: {target.scrub(_first_line(error))}") from None
 
 
+@contextlib.contextmanager
+def postgres_for(settings: Settings) -> Iterator[PostgresTarget]:
+    """The ADS Postgres for the block (see `start_postgres`); an embedded one this process started is stopped after it."""
+    postgres, started = start_postgres(settings)
+    try:
+        yield postgres
+    finally:
+        if started:
+            stop_embedded_postgres(settings.pgdata)
+
+
 def stop_embedded_postgres(pgdata: Path) -> bool:
     """Stop the embedded Postgres on `pgdata` that this process holds, unless another live process uses it.
 
@@ -343,11 +356,12 @@ def stop_embedded_postgres(pgdata: Path) -> bool:
     Returns True when stopped.
     """
     pgdata = pgdata.resolve()
-    server = db._servers.pop(pgdata, None)
-    if server is None:
-        return False
-    _drop_dead_handles(server)
-    server._cleanup()
+    with db._servers_lock:
+        server = db._servers.pop(pgdata, None)
+        if server is None:
+            return False
+        _drop_dead_handles(server)
+        server._cleanup()
     return not embedded_postgres_running(pgdata)
 
 

@@ -39,20 +39,20 @@ SCORES_STEP = "anomaly__transaction_scores"
 MISSING_STEP = "anomaly__missing_payments"
 LOGGER_NAME = "ads.run"
 
+TRAILING_CHECKS = ("anomaly_models_model_integrity",)
+"""Checks that Dagster may run long after their stage's steps: the stage is reported without waiting for them
+(a failure still shows among the summary's failed checks)."""
 STAGES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("ingest", lambda step: step.startswith("raw__")),
     ("features (dbt)", lambda step: step.startswith("dbt_")),
     ("feature checks", lambda step: step.startswith("fct_") and step.endswith("_quality")),
     ("raw checks", lambda step: step.endswith("_quality")),
-    ("train models", lambda step: step.endswith(("anomaly_models", "anomaly_models_model_integrity"))),
+    ("train models", lambda step: step.endswith(("anomaly_models", *TRAILING_CHECKS))),
     ("score and explain", lambda step: step.endswith("transaction_scores")),
     ("missing payments", lambda step: step.endswith("missing_payments")),
     ("quality report", lambda step: step == REPORT_STEP),
 )
 """Stages by step key (the asset's key joined by `__`, or the check's name)."""
-TRAILING_CHECKS = ("anomaly_models_model_integrity",)
-"""Checks that Dagster may run long after their stage's steps: the stage is reported without waiting for them
-(a failure still shows among the summary's failed checks)."""
 OTHER_STAGE = "other steps"
 DBT_PROGRESS = re.compile(r"^\s*(\d+) of (\d+) (OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b(.*)$")
 MODEL_LOG = re.compile(r"\bscores (\d{4}-\d{2}(?:,\s*\d{4}-\d{2})*)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 from ads_assets.environment import Environment
 from ads_assets.lib.berka.formats import detect_source
@@ -20,6 +21,7 @@ from ads_assets.lib.fingerprints import (
     recorded_run,
     settings_digest,
 )
+from ads_assets.lib.quality.parameters import months_between
 from ads_assets.lib.storage import OutputStore
 
 PUBLISHED_TABLES = (SCORES_TABLE_NAME, "missing_payments")
@@ -42,12 +44,10 @@ class RerunPlan:
 
 def span(first: str, last: str) -> list[str]:
     """Every month (YYYY-MM) from `first` through `last`."""
-    year, month = int(first[:4]), int(first[5:7])
-    months = []
-    while f"{year:04d}-{month:02d}" <= last:
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
+    return [
+        f"{month:%Y-%m}"
+        for month in months_between(date.fromisoformat(f"{first}-01"), date.fromisoformat(f"{last}-01"))
+    ]
 
 
 def plan_rerun(

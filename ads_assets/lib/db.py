@@ -18,6 +18,7 @@ import psycopg
 
 _servers: dict[Path, Any] = {}
 _servers_lock = threading.Lock()
+"""Held around every pgserver call of this process: pgserver's own lock is a file lock that threads cannot share."""
 
 
 URL_EXAMPLE = "postgresql://user:password@host:5432/db"

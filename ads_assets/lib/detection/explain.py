@@ -21,7 +21,7 @@ the trees' expected isolation path length (a long path means normal). They are n
 POSITIVE value pushes the row TOWARD ANOMALOUS and a negative value toward normal; the values of a
 row sum (with the explainer's base value) to its negated path length, i.e. they are additive in the
 forest's raw anomaly score. Each flagged row is explained by the ML detector that carries most of its ML
-part, when that detector found it unusual (`_explain_unusual`); the other detectors list their score,
+part, when that detector found it unusual (`_explain_led`); the other detectors list their score,
 evidence and contribution without features. So explaining one month's flagged rows (about 1 % of the
 month) takes about a second.
 """
@@ -213,7 +213,7 @@ def _leading_ml(evidence: dict[str, np.ndarray], weights: dict[str, float]) -> n
     return np.asarray(names, dtype=object)[np.argmax(weighted, axis=1)]
 
 
-def _explain_unusual(
+def _explain_led(
     detector: Any,
     rows: pd.DataFrame,
     evidence: np.ndarray,
@@ -257,7 +257,7 @@ def explain_rows(
     evidence_of = {name: values[positions] for name, values in scored.evidence.items()}
     leads = _leading_ml(evidence_of, ensemble.weights)
     own = {
-        detector.name: _explain_unusual(
+        detector.name: _explain_led(
             detector,
             subset,
             evidence_of[detector.name],
