@@ -284,7 +284,7 @@ def _remove_stale_pid_file(pgdata: Path) -> None:
         return
     from pgserver.postgres_server import PostgresServer
 
-    with PostgresServer._lock:  # pgserver starts servers under this lock
+    with db._servers_lock, PostgresServer._lock:  # pgserver starts servers under this lock
         if _postmaster_pid(pgdata) is None:
             with contextlib.suppress(FileNotFoundError):
                 pid_file.unlink()
