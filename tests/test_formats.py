@@ -436,13 +436,19 @@ def test_detection_of_missing_folder(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of its own, started and stopped under the lock every pgserver call of this process takes (the
+    end-to-end runs start and stop theirs from background threads meanwhile)."""
     pgserver = pytest.importorskip("pgserver")
+    from ads_assets.lib import db
+
     try:
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        with db._servers_lock:
+            server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
     except Exception as exc:
         pytest.skip(f"cannot start a Postgres with pgserver: {exc}")
     yield server.get_uri()
-    server.cleanup()
+    with db._servers_lock:
+        server.cleanup()
 
 
 _DB_TYPES = {
