@@ -1,9 +1,9 @@
 """`ads alerts`: the flagged transactions of `anomaly.transaction_scores`, with their reasons and triage status.
 
 The rows are read with one parameterized query (values never become SQL text); the amount and kind come from
-`marts.fct_transaction_features` and the status from `anomaly.confirmed_anomalies` and the source's
-`labels.csv`, each when it exists. There is no false-positive feedback table yet, so the status is one of
-`confirmed`, `labelled <kind>` and `new`.
+`marts.fct_transaction_features` when it exists. The status is the analyst's label in `anomaly.labels`
+(`confirmed` or `false positive`), else `labelled <kind>` when the source's `labels.csv` names the
+transaction, else `new`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ import psycopg
 from psycopg import sql
 
 from ads_assets.lib.berka.writers import LABELS_FILE
+from ads_assets.lib.tables import ensure_anomaly_schema
 from ads_assets.settings import SettingsError
 
 SCORES = ("anomaly", "transaction_scores")
 FEATURES = ("marts", "fct_transaction_features")
-CONFIRMED = ("anomaly", "confirmed_anomalies")
+ANALYST_LABELS = ("anomaly", "labels")
+LABEL_STATUS = {"confirmed": "confirmed", "false_positive": "false positive"}
+"""The status an analyst's label in `anomaly.labels` gives."""
 DEFAULT_TOP = 50
 NO_SCORES = "no scores yet: run ads run first"
 INJECTION_PREFIXES = ("=", "+", "-", "@")
@@ -124,21 +127,19 @@ def _exists(connection: psycopg.Connection, table: tuple[str, str]) -> bool:
     return bool(row and row[0])
 
 
-def alerts_query(
-    selection: AlertFilter, with_features: bool, with_confirmed: bool
-) -> tuple[sql.Composed, list[object]]:
-    """The query of the flagged rows and its parameters; the features and confirmed tables are joined when they exist."""
+def alerts_query(selection: AlertFilter, with_features: bool, with_labels: bool) -> tuple[sql.Composed, list[object]]:
+    """The query of the flagged rows and its parameters; the features and labels tables are joined when they exist."""
     features = (
         sql.SQL("f.signed_amount, f.transaction_kind")
         if with_features
         else sql.SQL("NULL::numeric AS signed_amount, NULL::text AS transaction_kind")
     )
-    confirmed = sql.SQL("c.trans_id IS NOT NULL") if with_confirmed else sql.SQL("false")
+    label = sql.SQL("l.label") if with_labels else sql.SQL("NULL::text")
     joins = []
     if with_features:
         joins.append(sql.SQL("LEFT JOIN {} AS f ON f.trans_id = s.trans_id").format(sql.Identifier(*FEATURES)))
-    if with_confirmed:
-        joins.append(sql.SQL("LEFT JOIN {} AS c ON c.trans_id = s.trans_id").format(sql.Identifier(*CONFIRMED)))
+    if with_labels:
+        joins.append(sql.SQL("LEFT JOIN {} AS l ON l.trans_id = s.trans_id").format(sql.Identifier(*ANALYST_LABELS)))
     conditions = [sql.SQL("s.is_anomaly")]
     params: list[object] = []
     if selection.month is not None:
@@ -149,12 +150,12 @@ def alerts_query(
         params.append(selection.account_id)
     params.append(selection.top)
     query = sql.SQL(
-        "SELECT s.month, s.trans_id, s.account_id, s.trans_date, {features}, s.score, {confirmed}, "
+        "SELECT s.month, s.trans_id, s.account_id, s.trans_date, {features}, s.score, {label}, "
         "s.rule_hits, s.detector_scores::text, s.reasons::text, s.model_version, s.scored_at "
         "FROM {scores} AS s {joins} WHERE {conditions} ORDER BY s.score DESC, s.trans_id LIMIT %s"
     ).format(
         features=features,
-        confirmed=confirmed,
+        label=label,
         scores=sql.Identifier(*SCORES),
         joins=sql.SQL(" ").join(joins),
         conditions=sql.SQL(" AND ").join(conditions),
@@ -191,15 +192,20 @@ def sentence(reasons: str | None) -> str:
 
 
 def fetch_alerts(connection: psycopg.Connection, selection: AlertFilter, labels: dict[int, str]) -> list[Alert]:
-    """The flagged transactions that `selection` picks, highest score first; SettingsError when nothing is scored."""
+    """The flagged transactions that `selection` picks, highest score first; SettingsError when nothing is scored.
+
+    The anomaly tables are brought up to date first, so labels of the legacy `anomaly.confirmed_anomalies` count.
+    """
     if not _exists(connection, SCORES):
         raise SettingsError(NO_SCORES)
-    query, params = alerts_query(selection, _exists(connection, FEATURES), _exists(connection, CONFIRMED))
+    with connection.transaction(), connection.cursor() as cursor:
+        ensure_anomaly_schema(cursor)
+    query, params = alerts_query(selection, _exists(connection, FEATURES), _exists(connection, ANALYST_LABELS))
     alerts = []
     for row in connection.execute(query, params).fetchall():
-        (month, trans_id, account_id, trans_date, amount, kind, score, confirmed, hits, detectors, reasons) = row[:11]
-        if confirmed:
-            status = "confirmed"
+        (month, trans_id, account_id, trans_date, amount, kind, score, label, hits, detectors, reasons) = row[:11]
+        if label in LABEL_STATUS:
+            status = LABEL_STATUS[label]
         elif trans_id in labels:
             status = f"labelled {labels[trans_id]}".rstrip()
         else:

@@ -452,6 +452,38 @@ def _alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- ads label ---------------------------------------------------------------------------------------
+
+
+def _label(args: argparse.Namespace) -> int:
+    from ads_assets.environment import apply_options, postgres_for
+    from ads_assets.lib.db import connect
+    from ads_assets.lib.labels import LabelsRefused, label_file, label_transaction, labeller, normalized_label
+
+    one = args.trans_id is not None or args.label is not None
+    if args.file is not None and one:
+        raise SettingsError("give either TRANS_ID LABEL or --file F, not both")
+    if args.file is None and (args.trans_id is None or args.label is None):
+        raise SettingsError("give TRANS_ID and LABEL (confirmed or false_positive), or --file F")
+    if args.file is not None and args.note is not None:
+        raise SettingsError("--note goes with TRANS_ID LABEL; a file has its own note column")
+    by = args.by or labeller()
+    with postgres_for(apply_options()) as postgres, connect(postgres, autocommit=True) as connection:
+        if args.file is None:
+            applied = label_transaction(connection, args.trans_id, args.label, args.note, by)
+            outcome = "replaced" if applied.replaced else "added"
+            print(f"ads label: {args.trans_id} {normalized_label(args.label)} ({outcome})")
+            return 0
+        try:
+            applied = label_file(connection, Path(args.file), by)
+        except LabelsRefused as refused:
+            for line in refused.lines():
+                print(f"ads label: {line}", file=sys.stderr)
+            raise
+    print(f"ads label: applied {args.file}: {applied.added} labels added, {applied.replaced} replaced")
+    return 0
+
+
 # --- the parser --------------------------------------------------------------------------------------
 
 
@@ -580,8 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the flagged transactions, highest score first, with their reason and status",
         description=textwrap.fill(
             "Print the flagged transactions of anomaly.transaction_scores, highest score first, one line each: "
-            "month, transaction, account, date, amount, kind, score, status (confirmed, labelled <kind> from the "
-            "source's labels.csv, or new) and the reason. Exit status: 0, or 2 when nothing is scored yet.",
+            "month, transaction, account, date, amount, kind, score, status (confirmed or false positive from "
+            "anomaly.labels, labelled <kind> from the source's labels.csv, or new) and the reason. "
+            "Exit status: 0, or 2 when nothing is scored yet.",
             width=100,
         ),
         formatter_class=formatter,
@@ -596,6 +629,31 @@ def build_parser() -> argparse.ArgumentParser:
         "text cells a spreadsheet would read as a formula are prefixed with '",
     )
     alerts.set_defaults(handler=_alerts)
+
+    label = commands.add_parser(
+        "label",
+        parents=[debug],
+        help="label a transaction confirmed or false_positive, or apply a CSV file of labels",
+        usage="ads label TRANS_ID {confirmed,false_positive} [--note TEXT] [--by NAME]\n"
+        "       ads label --file F.csv [--by NAME]",
+        description=textwrap.fill(
+            "Record an analyst's verdict on a transaction in anomaly.labels: confirmed (a real anomaly, left out "
+            "of model training from the next run that trains) or false_positive. A new label of a transaction "
+            "replaces its old one. --file applies a CSV file with the columns trans_id,label[,note] all or "
+            "nothing: every bad line (malformed, unknown transaction, bad label, transaction named twice) is "
+            "reported with its line number and nothing is applied. A transaction is known when it is in "
+            "marts.fct_transaction_features (or in the raw transactions before the features exist). "
+            "Exit status: 0, or 2 when anything is refused.",
+            width=100,
+        ),
+        formatter_class=formatter,
+    )
+    label.add_argument("trans_id", metavar="TRANS_ID", type=int, nargs="?", help="the transaction to label")
+    label.add_argument("label", metavar="LABEL", nargs="?", help="confirmed or false_positive")
+    label.add_argument("--note", metavar="TEXT", help="a note kept with the label")
+    label.add_argument("--file", metavar="F.csv", help="a CSV file of labels: trans_id,label[,note]")
+    label.add_argument("--by", metavar="NAME", help="who labels (default: the OS user)")
+    label.set_defaults(handler=_label)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -42,7 +42,11 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "a key file in $ADS_HOME/keys",
         "the secret (32+ characters) that signs model files; set the same one where hosts share models",
     ),
+    ("ADS_LABELS", "$ADS_HOME/labels", "the labels inbox: its *.csv files are applied by the next run"),
     ("ADS_LOCK_TIMEOUT", "0", "seconds a run waits for another run on the same ADS_HOME before refusing"),
+    ("ADS_ALERT_WEBHOOK", "unset: alerts are logged only", "a Slack-compatible webhook URL for alerts (a secret)"),
+    ("ADS_CLOUDWATCH_NAMESPACE", "unset: no CloudWatch", "the CloudWatch namespace the run's metrics go to"),
+    ("ADS_CLOUDWATCH_ENDPOINT_URL", "AWS_ENDPOINT_URL, else AWS", "the endpoint of a CloudWatch-compatible service"),
     ("DAGSTER_HOME", "$ADS_HOME/dagster", "Dagster's home (its dagster.yaml points storage at the ADS Postgres)"),
 )
 """(variable, default, meaning) of the settings, for `ads --help` and the README."""
@@ -86,6 +90,10 @@ class Settings:
     months: tuple[str, str]
     plausible_from: date | None = None
     """ADS_PLAUSIBLE_FROM: rows dated before it are quarantined (None: from the earliest account's opening)."""
+    alert_webhook: str | None = field(default=None, repr=False)
+    """ADS_ALERT_WEBHOOK: the Slack-compatible webhook alerts are posted to (None: logged only); a secret."""
+    cloudwatch_namespace: str | None = None
+    """ADS_CLOUDWATCH_NAMESPACE: the CloudWatch namespace of the run's metrics (None: not sent)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,6 +107,8 @@ class Settings:
             output=os.environ.get("ADS_OUTPUT") or str(Path(DEFAULT_OUTPUT).resolve()),
             months=parse_months(months) if months else DEFAULT_MONTHS,
             plausible_from=plausible_from_env(),
+            alert_webhook=os.environ.get("ADS_ALERT_WEBHOOK") or None,
+            cloudwatch_namespace=os.environ.get("ADS_CLOUDWATCH_NAMESPACE") or None,
         )
 
     @property

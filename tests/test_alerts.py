@@ -59,7 +59,10 @@ def build_tables(target: PostgresTarget) -> None:
         )
         for row in FEATURES:
             cursor.execute("INSERT INTO marts.fct_transaction_features VALUES (%s, %s, %s)", row)
-        cursor.execute("INSERT INTO anomaly.confirmed_anomalies (trans_id, confirmed_by) VALUES (3, 'analyst')")
+        cursor.execute(
+            "INSERT INTO anomaly.labels (trans_id, label, by) VALUES (3, 'confirmed', 'analyst'), "
+            "(2, 'false_positive', 'analyst')"
+        )
         connection.commit()
 
 
@@ -69,7 +72,8 @@ def url_of(target: PostgresTarget) -> str:
 
 @pytest.fixture(scope="module")
 def scored(postgres_target: PostgresTarget) -> Iterator[PostgresTarget]:
-    """A database with five flagged and one unflagged score, four of them with features, one confirmed."""
+    """A database with five flagged and one unflagged score, four of them with features, one labelled confirmed
+    and one false_positive."""
     with temporary_database(postgres_target, prefix="alerts") as target:
         build_tables(target)
         yield target
@@ -113,7 +117,7 @@ def test_flagged_rows_come_highest_score_first_within_the_filter(
         assert [alert.trans_id for alert in fetch_alerts(connection, selection, {})] == expected
 
 
-def test_status_is_confirmed_before_labelled_before_new(scored: PostgresTarget, source: Path) -> None:
+def test_status_is_the_analyst_label_before_labelled_before_new(scored: PostgresTarget, source: Path) -> None:
     labels = read_labels(str(source))
     with connect(scored) as connection:
         alerts = fetch_alerts(connection, AlertFilter(), labels)
@@ -122,7 +126,7 @@ def test_status_is_confirmed_before_labelled_before_new(scored: PostgresTarget, 
         4: "new",
         1: "labelled large_amount",
         3: "confirmed",
-        2: "new",
+        2: "false positive",
         5: "new",
     }
     assert read_labels("postgresql://host/db") == {} and read_labels(str(source / "missing")) == {}
@@ -133,7 +137,7 @@ def test_the_cli_prints_aligned_lines_without_escape_codes(cli_env: Path, capsys
     assert capsys.readouterr().out.splitlines() == [
         "month    trans_id  account  date           amount  kind        score  status                 reason",
         '1997-03         1        7  1997-03-02  -1,234.50  withdrawal  0.950  labelled large_amount  =HYPERLINK("http://evil.example","click")',
-        "1997-03         2        7  1997-03-05     500.00  household   0.800  new                    +1 payment more than usual",
+        "1997-03         2        7  1997-03-05     500.00  household   0.800  false positive         +1 payment more than usual",
         "1997-04         5        7  1997-04-03                         0.705  new                    amount 12 times the usual",
     ]
 
@@ -164,7 +168,7 @@ def test_the_export_neutralizes_formula_text_and_keeps_numbers(
         "'+1 payment more than usual",
     ]
     assert [row["amount"] for row in rows] == ["-1234.50", "-20.00", "500.00"]
-    assert [row["status"] for row in rows] == ["labelled large_amount", "confirmed", "new"]
+    assert [row["status"] for row in rows] == ["labelled large_amount", "confirmed", "false positive"]
     assert json.loads(rows[1]["reasons"]) == {"sentence": "-cmd|' /C calc'!A0", "drivers": ["amount"]}
     assert rows[0]["rule_hits"] == '["burst"]'
     assert json.loads(rows[0]["detector_scores"]) == {"iforest": 0.5, "rules": 0.25}

@@ -14,10 +14,11 @@ def definitions(monkeypatch) -> dg.Definitions:
     import ads_assets.definitions as module
     import ads_assets.defs.dbt.assets as dbt_assets
     import ads_assets.defs.detection.assets as detection_assets
+    import ads_assets.defs.detection.selection as selection_assets
     import ads_assets.defs.ingest.assets as ingest_assets
     import ads_assets.defs.partitions as partitions
 
-    modules_using_partitions = (partitions, ingest_assets, dbt_assets, detection_assets, module)
+    modules_using_partitions = (partitions, ingest_assets, dbt_assets, selection_assets, detection_assets, module)
     for loaded in modules_using_partitions:
         importlib.reload(loaded)
     yield module.defs

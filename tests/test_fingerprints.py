@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from ads_assets.lib.berka.formats import SourceFile, SourceFormat
-from ads_assets.lib.fingerprints import UNDATED, Fingerprint, month_digests, months_to_run
+from ads_assets.lib.fingerprints import (
+    LABELS,
+    UNDATED,
+    Fingerprint,
+    label_digests,
+    month_digests,
+    months_to_run,
+    with_labels,
+)
 
 HEADER = '"trans_id";"account_id";"date";"type";"operation";"amount";"balance";"k_symbol";"bank";"account"\n'
 LINES = [
@@ -74,3 +82,20 @@ def test_a_new_month_alone_is_run() -> None:
 
 def test_without_a_recorded_run_every_month_is_run() -> None:
     assert months_to_run(fingerprint({}), None, MONTHS) == MONTHS
+
+
+def test_a_new_label_reruns_from_its_transactions_month() -> None:
+    transactions = {"1996-01": "x", "1996-02": "y", "1996-03": "z"}
+    before = label_digests([("1996-01", 1, "confirmed")])
+    after = label_digests([("1996-01", 1, "confirmed"), ("1996-02", 3, "false_positive")])
+    recorded = Fingerprint("s1", {"trans": "t1", LABELS: "l1"}, with_labels(transactions, before))
+    current = Fingerprint("s1", {"trans": "t1", LABELS: "l2"}, with_labels(transactions, after))
+    assert months_to_run(current, recorded, MONTHS) == ["1996-02", "1996-03"]
+
+
+def test_a_label_changed_from_confirmed_to_false_positive_changes_its_month_alone() -> None:
+    before = label_digests([("1996-03", 4, "confirmed"), ("1996-01", 1, "confirmed")])
+    after = label_digests([("1996-01", 1, "confirmed"), ("1996-03", 4, "false_positive")])
+    assert before["1996-01"] == after["1996-01"]
+    assert before["1996-03"] != after["1996-03"]
+    assert set(before) == {"1996-01", "1996-03"}

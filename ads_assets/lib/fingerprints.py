@@ -8,6 +8,10 @@ of each source relation (`files`) and, per month, a digest of that month's trans
 - only the transactions differ: the months from the first changed one to the end are rerun (features,
   models and scores of a month depend on the months before it, never on later ones);
 - the code, the settings or another relation differ, or no run was recorded: every month is rerun.
+
+Analyst labels (`anomaly.labels`) count as well: each month's digest folds in the labels of its
+transactions (`with_labels`), so a new or changed label reruns the months from its transaction's month
+on, as the models trained after it and the months they score may use it.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ TRANSACTIONS = "trans"
 DATE_FIELD = 2
 """Position of the date among a transaction's fields and parsed values (trans_id, account_id, date, …)."""
 UNDATED = "undated"
+"""The `months` key of transaction lines that are quarantined (their month is not known)."""
 UNIT_SEPARATOR = "\x1f"
 """A byte no Berka line holds: each line is read whole, as one field (a line holding it is kept apart)."""
-"""The `months` key of transaction lines that are quarantined (their month is not known)."""
+LABELS = "labels"
+"""The `files` key of the digest of every analyst label."""
 
 
 @dataclass(frozen=True)
@@ -163,16 +169,38 @@ def _parsed_month_digests(source: SourceFile) -> dict[str, str]:
     return {key: digest.hexdigest() for key, digest in sorted(digests.items())}
 
 
+def label_digests(labels: Iterable[tuple[str, int, str]]) -> dict[str, str]:
+    """Per month (YYYY-MM, or UNDATED for a transaction without features), the digest of its labels.
+
+    `labels`: (month, trans_id, label) rows, in any order.
+    """
+    lines: dict[str, list[str]] = {}
+    for month, trans_id, label in labels:
+        lines.setdefault(month or UNDATED, []).append(f"{trans_id}:{label}")
+    return {
+        month: hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest() for month, rows in sorted(lines.items())
+    }
+
+
+def with_labels(months: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, str]:
+    """The month digests with each month's label digest folded in (months without labels are folded with '')."""
+    return {
+        month: hashlib.sha256(f"{months.get(month, '')}|{labels.get(month, '')}".encode()).hexdigest()
+        for month in sorted(set(months) | set(labels))
+    }
+
+
 def months_to_run(current: Fingerprint, recorded: Fingerprint | None, months: Iterable[str]) -> list[str]:
     """The months (YYYY-MM, in order) a run must redo: from the first changed month to the last."""
     ordered = sorted(months)
     if recorded is None or current.settings != recorded.settings or not recorded.months:
         return ordered
-    if {name: value for name, value in current.files.items() if name != TRANSACTIONS} != {
-        name: value for name, value in recorded.files.items() if name != TRANSACTIONS
+    dated = (TRANSACTIONS, LABELS)
+    if {name: value for name, value in current.files.items() if name not in dated} != {
+        name: value for name, value in recorded.files.items() if name not in dated
     }:
         return ordered
-    if current.files.get(TRANSACTIONS) == recorded.files.get(TRANSACTIONS):
+    if all(current.files.get(name) == recorded.files.get(name) for name in dated):
         return []
     if current.months.get(UNDATED) != recorded.months.get(UNDATED):
         return ordered

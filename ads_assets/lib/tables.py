@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 import pandas as pd
@@ -23,7 +23,14 @@ FEATURES_TABLE = "marts.fct_transaction_features"
 MISSING_PAYMENTS_TABLE = "marts.fct_missing_payments"
 ANOMALY_SCHEMA = "anomaly"
 MISSING_TABLE = f"{ANOMALY_SCHEMA}.missing_payments"
-CONFIRMED_TABLE = f"{ANOMALY_SCHEMA}.confirmed_anomalies"
+LABELS_TABLE = f"{ANOMALY_SCHEMA}.labels"
+LABEL_FILES_TABLE = f"{ANOMALY_SCHEMA}.label_files"
+LEGACY_CONFIRMED_TABLE = f"{ANOMALY_SCHEMA}.confirmed_anomalies"
+"""Analyst-confirmed anomalies before `anomaly.labels`: migrated into it, then dropped."""
+LABEL_VALUES = ("confirmed", "false_positive")
+LABEL_LIST = ", ".join(f"'{value}'" for value in LABEL_VALUES)
+LABELS_MIGRATION_LOCK = 0x4144534C4142454C
+"""The advisory lock key that serializes the migration of the legacy table ("ADSLABEL")."""
 
 ANOMALY_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {ANOMALY_SCHEMA};
@@ -38,11 +45,19 @@ CREATE TABLE IF NOT EXISTS {MISSING_TABLE} (
     published_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS missing_payments_month_idx ON {MISSING_TABLE} (month);
-CREATE TABLE IF NOT EXISTS {CONFIRMED_TABLE} (
+CREATE TABLE IF NOT EXISTS {LABELS_TABLE} (
     trans_id bigint PRIMARY KEY,
-    confirmed_by text,
-    confirmed_at timestamptz NOT NULL DEFAULT now(),
-    note text
+    label text NOT NULL CHECK (label IN ({LABEL_LIST})),
+    note text,
+    by text,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {LABEL_FILES_TABLE} (
+    sha256 text PRIMARY KEY,
+    file_name text NOT NULL,
+    labels integer NOT NULL,
+    by text,
+    taken_at timestamptz NOT NULL DEFAULT now()
 );
 """
 
@@ -62,9 +77,37 @@ MISSING_PARQUET_SCHEMA = pa.schema(
 
 
 def ensure_anomaly_schema(cursor: psycopg.Cursor) -> None:
-    """Create the anomaly schema: transaction scores, missing payments and analyst-confirmed anomalies."""
+    """Create the anomaly schema: transaction scores, missing payments, analyst labels and the label files taken."""
     cursor.execute(ANOMALY_DDL)
     ensure_scores_table(cursor)
+    migrate_confirmed_anomalies(cursor)
+
+
+def migrate_confirmed_anomalies(cursor: psycopg.Cursor) -> int:
+    """Move the rows of the legacy `anomaly.confirmed_anomalies` into `anomaly.labels`, then drop it.
+
+    Each row becomes label `confirmed` with by = confirmed_by, at = confirmed_at and its note; a transaction
+    that already has a label keeps it. Without the legacy table this does nothing, so it is idempotent.
+    Returns the rows moved.
+    """
+    if not _relation_exists(cursor, LEGACY_CONFIRMED_TABLE):
+        return 0
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LABELS_MIGRATION_LOCK,))
+    if not _relation_exists(cursor, LEGACY_CONFIRMED_TABLE):
+        return 0
+    cursor.execute(
+        f"INSERT INTO {LABELS_TABLE} (trans_id, label, note, by, at) "  # noqa: S608 - module constants only
+        f"SELECT trans_id, 'confirmed', note, confirmed_by, confirmed_at FROM {LEGACY_CONFIRMED_TABLE} "
+        "ON CONFLICT (trans_id) DO NOTHING"
+    )
+    moved = cursor.rowcount
+    cursor.execute(f"DROP TABLE {LEGACY_CONFIRMED_TABLE}")
+    return moved
+
+
+def _relation_exists(cursor: psycopg.Cursor, name: str) -> bool:
+    row = cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
 
 
 TEXT_TYPE_OIDS = frozenset({25, 1042, 1043})
@@ -104,11 +147,33 @@ def read_window(connection: psycopg.Connection, table: str, date_column: str, st
     )
 
 
-def confirmed_anomalies(connection: psycopg.Connection) -> set[int]:
-    with connection.cursor() as cursor:
+def confirmed_ids(connection: psycopg.Connection) -> set[int]:
+    """The trans_ids that analysts labelled `confirmed` in `anomaly.labels` (the legacy table migrated first)."""
+    with connection.transaction(), connection.cursor() as cursor:
         ensure_anomaly_schema(cursor)
-        cursor.execute(f"SELECT trans_id FROM {CONFIRMED_TABLE}")  # noqa: S608 - CONFIRMED_TABLE is a module constant
+        cursor.execute(f"SELECT trans_id FROM {LABELS_TABLE} WHERE label = 'confirmed'")  # noqa: S608 - LABELS_TABLE is a module constant
         return {int(row[0]) for row in cursor.fetchall()}
+
+
+def read_labels(connection: psycopg.Connection) -> pd.DataFrame:
+    """Every analyst label with its transaction: trans_id, label, note, by, at, and from the feature mart
+    trans_date, account_id, counterparty_bank, counterparty_account (null where the mart lacks the row or is absent).
+    """
+    with connection.transaction(), connection.cursor() as cursor:
+        ensure_anomaly_schema(cursor)
+        with_features = _relation_exists(cursor, FEATURES_TABLE)
+    transaction = (
+        "f.trans_date, f.account_id, f.counterparty_bank, f.counterparty_account"
+        if with_features
+        else "NULL::date AS trans_date, NULL::bigint AS account_id, "
+        "NULL::text AS counterparty_bank, NULL::text AS counterparty_account"
+    )
+    joined = f"LEFT JOIN {FEATURES_TABLE} AS f ON f.trans_id = l.trans_id" if with_features else ""
+    return read_query(
+        connection,
+        f"SELECT l.trans_id, l.label, l.note, l.by, l.at, {transaction} "  # noqa: S608 - module constants only
+        f"FROM {LABELS_TABLE} AS l {joined} ORDER BY l.trans_id",
+    )
 
 
 def replace_month(connection: psycopg.Connection, table: str, month: str, frame: pd.DataFrame) -> int:
@@ -159,3 +224,22 @@ def _array_literal(values: Sequence[object]) -> str:
     """A Postgres array literal of text elements, each quoted and escaped."""
     quoted = ('"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
     return "{" + ",".join(quoted) + "}"
+
+
+ANALYST_LABEL_COLUMN = "analyst_label"
+"""The column of feature frames that carries each transaction's analyst label (missing where there is none)."""
+
+
+def label_map(connection: psycopg.Connection) -> dict[int, str]:
+    """Every analyst label by trans_id: `confirmed` or `false_positive`."""
+    with connection.transaction(), connection.cursor() as cursor:
+        ensure_anomaly_schema(cursor)
+        cursor.execute(f"SELECT trans_id, label FROM {LABELS_TABLE}")  # noqa: S608 - LABELS_TABLE is a module constant
+        return {int(trans_id): str(label) for trans_id, label in cursor.fetchall()}
+
+
+def with_analyst_labels(frame: pd.DataFrame, labels: Mapping[int, str]) -> pd.DataFrame:
+    """`frame` with its rows' analyst labels in `analyst_label`, for the detectors that learn from them."""
+    if "trans_id" not in frame.columns:
+        return frame
+    return frame.assign(**{ANALYST_LABEL_COLUMN: frame["trans_id"].map(labels).astype("string")})

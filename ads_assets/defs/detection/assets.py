@@ -7,19 +7,21 @@ import dagster as dg
 import pandas as pd
 
 from ads_assets.defs.detection.io_manager import TrainedModel, recorded_partition_model
+from ads_assets.defs.detection.selection import SELECTION_KEY, Champions
 from ads_assets.defs.partitions import monthly_partitions, next_month
 from ads_assets.defs.resources import OutputStoreResource, PostgresResource
 from ads_assets.lib.detection.ensemble import DEFAULT_WEIGHTS, EnsembleDetector
-from ads_assets.lib.detection.scoring import by_date, empty_scores, parquet_rows, postgres_rows, score_month
+from ads_assets.lib.detection.scoring import by_date, parquet_rows, postgres_rows
 from ads_assets.lib.detection.tables import SCORES_PARQUET_SCHEMA, SCORES_TABLE_NAME, upgrade_scores_parquet
 from ads_assets.lib.detection.training import TrainingWindow, frame_digest, training_frame, training_windows
 from ads_assets.lib.publish import MISSING_PUBLICATION, SCORES_PUBLICATION, publish_month, reconcile
 from ads_assets.lib.tables import (
     FEATURES_TABLE,
     MISSING_PAYMENTS_TABLE,
-    confirmed_anomalies,
+    label_map,
     read_query,
     read_window,
+    with_analyst_labels,
 )
 
 FEATURES_KEY = dg.AssetKey(["marts", "fct_transaction_features"])
@@ -80,7 +82,7 @@ def _monthly_rows(connection) -> tuple[date | None, dict[date, int]]:
 
 @dg.asset(
     key=MODELS_KEY,
-    deps=[FEATURES_KEY],
+    deps=[FEATURES_KEY, dg.AssetKey(["anomaly", "labels"])],
     partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="models",
@@ -95,7 +97,7 @@ def anomaly_models(
 
     A month is scored by a model trained on the `training_months` months before its retrain month (every
     `retrain_every_months`-th month), or on everything before it where that window holds too little, without
-    rows a rule flagged and without analyst-confirmed anomalies (`anomaly.confirmed_anomalies`), so past
+    rows a rule flagged and without transactions analysts labelled `confirmed` (`anomaly.labels`), so past
     incidents do not teach it that they are normal. No month is scored by a model that saw it, except the
     data's first month, which has nothing before it: a cold start, trained on that month itself and marked
     `cold_start` in the metadata. Each distinct model is stored once; per month, the metadata names the model
@@ -103,7 +105,8 @@ def anomaly_models(
     """
     months = _months(context)
     with postgres.connect() as connection:
-        confirmed = confirmed_anomalies(connection)
+        labels = label_map(connection)
+        confirmed = {trans_id for trans_id, label in labels.items() if label == "confirmed"}
         first_day, monthly_rows = _monthly_rows(connection)
         if first_day is None:
             raise dg.Failure(f"{FEATURES_TABLE} has no rows: load transactions and build the features first")
@@ -118,13 +121,16 @@ def anomaly_models(
             config.min_cold_start_rows,
         )
         windows = sorted(set(plan.values()), key=lambda window: (window.start, window.end))
-        history = by_date(
-            read_window(connection, FEATURES_TABLE, "trans_date", windows[0].start, max(w.end for w in windows))
+        history = with_analyst_labels(
+            by_date(
+                read_window(connection, FEATURES_TABLE, "trans_date", windows[0].start, max(w.end for w in windows))
+            ),
+            labels,
         )
     fitted: dict[TrainingWindow, TrainedModel] = {}
     fit_seconds = 0.0
     for window in windows:
-        training = training_frame(history, window, confirmed)
+        training = training_frame(history, window)
         started = time.perf_counter()
         ensemble = EnsembleDetector(
             detectors=config.detectors,
@@ -171,7 +177,7 @@ def anomaly_models(
 
 @dg.asset(
     key=dg.AssetKey(["anomaly", "transaction_scores"]),
-    deps=[FEATURES_KEY],
+    deps=[FEATURES_KEY, SELECTION_KEY],
     partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="detection",
@@ -191,6 +197,11 @@ def transaction_scores(
     `rules` to their scores. Each month is scored by the model that `detection/anomaly_models` recorded for
     it, verified against its sha256; `model_version` names that model (months that share a model share the
     version). Detectors that read sequences get the accounts' earlier rows. Re-scoring a month replaces it.
+
+    Where `detection/model_selection` chose for the model, the month is scored by its champion
+    (`model_version` is then `<model version>+<champion>`) and the runner-up in shadow: per month,
+    `anomaly.shadow_comparison` (champion, runner_up, rows, flagged by each and by both, overlap of their
+    top 1 %) and this partition's metadata compare them.
     """
     store = output_store.store()
     migrated = store.migrate(SCORES_TABLE_NAME, SCORES_PARQUET_SCHEMA, upgrade_scores_parquet)
@@ -199,6 +210,7 @@ def transaction_scores(
     recent = RecentMonths()
     with postgres.connect() as connection:
         reconciled = reconcile(store, connection, SCORES_PUBLICATION, log=context.log.warning)
+        champions = Champions(context.instance, connection)
         for month in _months(context):
             ensemble = anomaly_models[month.isoformat()]
             recorded = recorded_partition_model(context.instance, MODELS_KEY, month.isoformat())
@@ -209,11 +221,8 @@ def transaction_scores(
                 else None
             )
             recent.add(month, features)
-            scores = (
-                score_month(ensemble, features, month, recorded.get("model_version", "unknown"), history)
-                if not features.empty
-                else empty_scores()
-            )
+            scored = champions.score(ensemble, features, month, recorded.get("model_version", "unknown"), history)
+            scores = scored.scores
             publish_month(
                 store, connection, SCORES_PUBLICATION, f"{month:%Y-%m}", postgres_rows(scores), parquet_rows(scores)
             )
@@ -224,6 +233,8 @@ def transaction_scores(
                     "flagged": flagged,
                     "flagged_rate": flagged / len(scores) if len(scores) else 0.0,
                     "model_version": recorded.get("model_version", "unknown"),
+                    "champion": scored.champion or "none",
+                    "shadow": dg.MetadataValue.json(scored.shadow or {}),
                 },
                 partition_key=month.isoformat(),
             )

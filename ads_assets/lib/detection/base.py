@@ -39,6 +39,8 @@ class Detector(ABC):
     name: ClassVar[str] = "detector"
     lookback_days: ClassVar[int] = 0
     """Days of each account's earlier rows `raw_score` needs as `history` (0: none)."""
+    uses_labels: ClassVar[bool] = False
+    """Fitted on every training row with its `analyst_label`, labelled frauds and rule hits included."""
 
     def __init__(self, random_state: int = 0) -> None:
         self.random_state = random_state

@@ -27,12 +27,14 @@ the training reference that would be flagged) and, after scoring, `flagged_rate_
 
 Training convention: the caller passes the training frame (see `training.training_windows`); `fit`
 drops rows any rule hits and rows analysts confirmed (a set of trans_ids), so the ML learns what
-normal looks like. Detectors that read sequences (`lookback_days` > 0) get the scored accounts'
+normal looks like. Detectors that learn from analyst labels (`uses_labels`, the supervised one) are
+fitted on the whole frame instead, with its `analyst_label` column. Detectors that read sequences (`lookback_days` > 0) get the scored accounts'
 earlier rows as `history`.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,10 +51,11 @@ from .pipelines import FeatureDetector
 from .registry import build_detector
 from .rules import CERTAIN, UNCERTAIN_MAX, RuleReport, RuleSet
 
-DEFAULT_WEIGHTS: dict[str, float] = {"iforest": 0.4, "tails": 0.4, "lstm": 0.2}
+DEFAULT_WEIGHTS: dict[str, float] = {"iforest": 0.4, "tails": 0.4, "lstm": 0.2, "supervised": 1.0}
 """The ML detectors of the default ensemble and the weight of each one's evidence. LOF and the raw-column
 forest are registered too; measured alone they find little the forest and the tails miss
-(docs/benchmarks.md), so they are not in the default."""
+(docs/benchmarks.md), so they are not in the default. The supervised detector learns from analyst labels;
+until there are enough it is dormant (evidence 0 for every row, which leaves the ranking unchanged)."""
 WEAK_RULE = 0.3
 """A rule hit below this severity counts only in proportion to the row's ML support."""
 REFERENCE_ROWS = 50_000
@@ -113,6 +116,14 @@ def account_sample(frame: pd.DataFrame, rows: int, random_state: int) -> pd.Data
     order = np.random.default_rng(random_state).permutation(len(unique))
     chosen = unique[order[: int(np.searchsorted(np.cumsum(counts[order]), rows)) + 1]]
     return frame.loc[np.isin(accounts, chosen)]
+
+
+def _history_for(
+    detector: Detector, history: pd.DataFrame | None, label_history: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    if detector.uses_labels and label_history is not None:
+        return label_history
+    return history if detector.lookback_days else None
 
 
 class EnsembleDetector:
@@ -195,9 +206,9 @@ class EnsembleDetector:
         if len(clean) < 100:
             raise ValueError(f"only {len(clean)} training rows left after excluding rule hits and confirmed anomalies")
         with ThreadPoolExecutor(self._workers()) as pool:
-            list(pool.map(lambda detector: detector.fit(clean), self.detectors))
+            list(pool.map(lambda detector: detector.fit(context if detector.uses_labels else clean), self.detectors))
         reference = account_sample(clean, REFERENCE_ROWS, self.random_state)
-        reference_evidence = self._ml_evidence(reference, None)[0]
+        reference_evidence, _, self.reference_evidence_ = self._ml_evidence(reference, None, label_history=context)
         self.ml_calibrator_ = TailCalibrator().fit(reference_evidence)
         self.training_rows_ = int(len(context))
         self.excluded_rule_rows_ = int(hit.sum())
@@ -219,9 +230,13 @@ class EnsembleDetector:
         return max(1, min(len(self.detectors), os.cpu_count() or 1))
 
     def _ml_evidence(
-        self, frame: pd.DataFrame, history: pd.DataFrame | None
+        self, frame: pd.DataFrame, history: pd.DataFrame | None, label_history: pd.DataFrame | None = None
     ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Weighted mean of the detectors' evidence, and each detector's calibrated score and evidence."""
+        """Weighted mean of the detectors' evidence, and each detector's calibrated score and evidence.
+
+        `label_history`, when given, replaces `history` for the detectors that learn from analyst labels (the
+        whole training frame, when the training reference is scored: its labelled frauds feed their risk features).
+        """
         frame = self._with_peers(frame)
         total = np.zeros(len(frame))
         weight_sum = 0.0
@@ -230,7 +245,7 @@ class EnsembleDetector:
         with ThreadPoolExecutor(self._workers()) as pool:
             raws = list(
                 pool.map(
-                    lambda detector: detector.raw_score(frame, history if detector.lookback_days else None),
+                    lambda detector: detector.raw_score(frame, _history_for(detector, history, label_history)),
                     self.detectors,
                 )
             )
@@ -248,6 +263,40 @@ class EnsembleDetector:
             raise NotFittedError("EnsembleDetector is not fitted: call fit(frame) first")
         evidence = self.ml_calibrator_.evidence(combined_evidence)
         return self.ml_cap * evidence / (evidence + self.half_evidence)
+
+    def combined_evidence(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The weighted mean of the detectors' evidence, before its calibration: as `_ml_evidence` combines it."""
+        total = np.zeros(len(next(iter(evidence.values()))) if evidence else 0)
+        weight_sum = 0.0
+        for detector in self.detectors:
+            weight = self.weights.get(detector.name, 1.0)
+            total += weight * evidence[detector.name]
+            weight_sum += weight
+        return total / max(weight_sum, 1e-12)
+
+    def reweighted(self, weights: Mapping[str, float]) -> EnsembleDetector:
+        """This fitted ensemble with other detector weights (a detector not named gets 0).
+
+        The fitted detectors and rules are shared, not copied; the combined evidence is calibrated again on
+        the training reference (`reference_evidence_`), so the alert threshold keeps its meaning.
+        """
+        reference = getattr(self, "reference_evidence_", None)
+        if reference is None:
+            raise NotFittedError("reweighting needs an ensemble fitted with reference_evidence_ (fit it again)")
+        clone = copy.copy(self)
+        clone.weights = {detector.name: float(weights.get(detector.name, 0.0)) for detector in self.detectors}
+        if sum(clone.weights.values()) <= 0:
+            raise ValueError(f"weights {dict(weights)} give no detector of {list(clone.weights)} a positive weight")
+        combined = clone.combined_evidence(reference)
+        clone.ml_calibrator_ = TailCalibrator().fit(combined)
+        clone.training_flagged_rate_ = float(np.mean(CERTAIN * clone._ml_part(combined) >= clone.threshold))
+        clone.flagged_rate_ = None
+        return clone
+
+    def score_evidence(self, evidence: Mapping[str, np.ndarray], rules: RuleReport) -> np.ndarray:
+        """The score of rows whose detectors' evidence and rule report are known (a `Scored` of any weights)."""
+        ml = self._ml_part(self.combined_evidence(evidence))
+        return combine(supported_rules(rules, ml / self.ml_cap), ml, rules.strongest())
 
     def score_frame(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> Scored:
         """Every row's score, each detector's and rule's own score, and the alert flag.

@@ -568,6 +568,49 @@ class LstmDetector(Detector):
                 optimizer.step()
                 schedule.step()
 
+    def holdout_accounts(self, frame: pd.DataFrame) -> np.ndarray:
+        """The accounts `fit(frame)` held out from training and calibrated on (the same draw from `random_state`)."""
+        accounts = np.unique(numeric(frame, "account_id"))
+        held = max(1, int(round(self.holdout_share * len(accounts)))) if len(accounts) > 1 else 0
+        return np.random.default_rng(self.random_state).permutation(accounts)[:held]
+
+    def fine_tune(
+        self, frame: pd.DataFrame, admitted: np.ndarray, max_windows: int, learning_rate: float, random_state: int = 0
+    ) -> int:
+        """One pass of Adam at `learning_rate` over at most `max_windows` windows of `frame`'s account sequences.
+
+        Only windows whose every row is `admitted` (a boolean per row of `frame`) are trained on, so a row
+        left out is neither predicted nor read. Updates the model in place; returns the windows trained on.
+        """
+        self.network()
+        assert self.vocabulary_ is not None and self.input_mean_ is not None and self.input_scale_ is not None  # noqa: S101 - narrows the type: fit() sets these before use
+        rng = np.random.default_rng(random_state)
+        steps = sequences(frame, None, self.vocabulary_)
+        starts, lengths = self._windows(steps, rng)
+        refused = np.concatenate([[0], np.cumsum(~np.asarray(admitted, dtype=bool)[steps.order])])
+        clean = np.flatnonzero(refused[starts + lengths] == refused[starts])
+        if len(clean) > max_windows:
+            clean = np.sort(rng.choice(clean, size=max_windows, replace=False))
+        if not len(clean):
+            return 0
+        with torch_threads(self.threads):
+            network = self._build()
+            network.load_state_dict(self.state_dict_)
+            optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+            network.train()
+            order = rng.permutation(clean)
+            for first in range(0, len(order), self.batch_size):
+                chosen = order[first : first + self.batch_size]
+                batch = gather(steps, starts[chosen], lengths[chosen], self.input_mean_, self.input_scale_)
+                loss = surprise(network(batch), batch).sum(dim=-1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+                optimizer.step()
+        self.state_dict_ = {key: value.detach().clone() for key, value in network.state_dict().items()}
+        self._network = network.eval()
+        return len(clean)
+
     def _predict(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> dict[str, np.ndarray]:
         """Per row of `frame` (in its order): the four surprises, where each applies, and the expectations."""
         network = self.network()

@@ -12,6 +12,7 @@ from .iforest import IsolationForestDetector
 from .lof import LocalOutlierFactorDetector
 from .lstm import LstmDetector
 from .raw_iforest import RawIsolationForestDetector
+from .supervised import SupervisedDetector
 from .tails import FeatureTailsDetector
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -20,6 +21,7 @@ DETECTORS: dict[str, type[Detector]] = {
     RawIsolationForestDetector.name: RawIsolationForestDetector,
     FeatureTailsDetector.name: FeatureTailsDetector,
     LstmDetector.name: LstmDetector,
+    SupervisedDetector.name: SupervisedDetector,
 }
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 
-from .ensemble import EnsembleDetector
+from .ensemble import EnsembleDetector, Scored
 from .tables import SCORE_COLUMNS
 
 
@@ -28,15 +28,17 @@ def score_month(
     month: date,
     version: str,
     history: pd.DataFrame | None = None,
+    scored: Scored | None = None,
 ) -> pd.DataFrame:
     """The `anomaly.transaction_scores` rows of one month: scores, per-detector scores, alert flags and reasons.
 
     `history`: the month's accounts' earlier rows, for detectors that read sequences (`ensemble.lookback_days`).
+    `scored`: the ensemble's verdict on `features` when the caller has it already.
     """
     if features.empty:
         return empty_scores()
     frame = features.reset_index(drop=True)
-    scored = ensemble.score_frame(frame, history)
+    scored = scored if scored is not None else ensemble.score_frame(frame, history)
     table = scored.table
     reasons = ensemble.explain(frame, scored=scored, only_flagged=True, history=history)
     reason_by_trans = {int(reason["trans_id"]): json.dumps(reason, default=str) for reason in reasons}

@@ -1,0 +1,1 @@
+"""What runs by itself: schedules, sensors, and the jobs they start."""

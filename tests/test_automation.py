@@ -1,0 +1,77 @@
+"""Schedules and sensors, evaluated with Dagster's own test contexts against a real Postgres."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ads_assets.defs.automation.schedules import monthly_retrain_schedule, nightly_quality_schedule
+from ads_assets.defs.automation.sensors import run_failure_alert
+from ads_assets.defs.partitions import monthly_partitions
+from ads_assets.defs.resources import AlertsResource, PostgresResource
+from ads_assets.lib.db import PostgresTarget, connect
+from tests.test_alerts import url_of
+
+
+def test_both_schedules_are_off_until_turned_on() -> None:
+    assert nightly_quality_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert monthly_retrain_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert nightly_quality_schedule.cron_schedule == "0 2 * * *"
+    assert monthly_retrain_schedule.cron_schedule == "0 3 1 * *"
+
+
+def test_the_monthly_retrain_asks_for_the_latest_month_once() -> None:
+    with dg.instance_for_test() as instance:
+        request = monthly_retrain_schedule(dg.build_schedule_context(instance=instance))
+    latest = monthly_partitions.get_partition_keys()[-1]
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == latest
+    assert request.run_key == f"retrain-{latest}"
+
+
+@dg.op
+def broken_step() -> None:
+    raise RuntimeError("the feature table is gone")
+
+
+@dg.job
+def broken_job() -> None:
+    broken_step()
+
+
+@pytest.fixture
+def failed_run_context(fresh_database: PostgresTarget, tmp_path: Path):
+    with dg.instance_for_test() as instance:
+        result = broken_job.execute_in_process(instance=instance, raise_on_error=False)
+        run = instance.get_run_by_id(result.run_id)
+        failure = next(event for event in result.all_events if event.event_type == dg.DagsterEventType.PIPELINE_FAILURE)
+        resources = {
+            "postgres": PostgresResource(pgdata=str(tmp_path / "pgdata"), database_url=url_of(fresh_database)),
+            "alerts": AlertsResource(),
+        }
+        yield (
+            dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alert",
+                dagster_event=failure,
+                dagster_instance=instance,
+                dagster_run=run,
+                resources=resources,
+            ).for_run_failure(),
+            result.run_id,
+        )
+
+
+def test_a_failed_run_raises_one_alert_naming_its_step(failed_run_context, fresh_database: PostgresTarget) -> None:
+    context, run_id = failed_run_context
+    run_failure_alert(context)
+    run_failure_alert(context)
+    with connect(fresh_database) as connection:
+        rows = connection.execute(
+            "SELECT kind, severity, subject, message, delivery_status FROM anomaly.alerts"
+        ).fetchall()
+    assert len(rows) == 1
+    kind, severity, subject, message, status = rows[0]
+    assert (kind, severity, subject, status) == ("run_failure", "critical", f"run {run_id}", "log-only")
+    assert message.startswith("broken_job failed in broken_step: ")
