@@ -47,13 +47,18 @@ STAGES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("features (dbt)", lambda step: step.startswith("dbt_")),
     ("feature checks", lambda step: step.startswith("fct_") and step.endswith("_quality")),
     ("raw checks", lambda step: step.endswith("_quality")),
+    ("analyst labels", lambda step: step == "anomaly__labels"),
     ("train models", lambda step: step.endswith(("anomaly_models", *TRAILING_CHECKS))),
+    ("model selection", lambda step: step.endswith("model_selection")),
     ("score and explain", lambda step: step.endswith("transaction_scores")),
     ("missing payments", lambda step: step.endswith("missing_payments")),
     ("quality report", lambda step: step == REPORT_STEP),
 )
 """Stages by step key (the asset's key joined by `__`, or the check's name)."""
 OTHER_STAGE = "other steps"
+PREPARATION = ("check settings", "check source", "start Postgres", "compare with the last run")
+"""The stages before the Dagster run, one row of the summary's stage table together."""
+PREPARED = "prepare (settings, source, Postgres)"
 DBT_PROGRESS = re.compile(r"^\s*(\d+) of (\d+) (OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b(.*)$")
 MODEL_LOG = re.compile(r"\bscores (\d{4}-\d{2}(?:,\s*\d{4}-\d{2})*)")
 """How `detection/anomaly_models` logs each model it fits: "... scores 1996-01, 1996-02, 1996-03"."""
@@ -155,9 +160,13 @@ class RunSummary:
     def _stage_table(self) -> list[str]:
         if not self.stage_times:
             return []
-        width = max(len(name) for name, _, _ in self.stage_times) + 2
+        preparing = [spent for name, _, spent in self.stage_times if name in PREPARATION]
+        rows = ([(PREPARED, "-", sum(preparing))] if preparing else []) + [
+            row for row in self.stage_times if row[0] not in PREPARATION
+        ]
+        width = max(len(name) for name, _, _ in rows) + 2
         lines = [f"{'stage':<{width}}{'steps':>7}{'time':>12}"]
-        lines += [f"  {name:<{width - 2}}{steps:>7}{seconds(spent):>12}" for name, steps, spent in self.stage_times]
+        lines += [f"  {name:<{width - 2}}{steps:>7}{seconds(spent):>12}" for name, steps, spent in rows]
         lines.append(f"  {'total':<{width - 2}}{'':>7}{seconds(self.seconds):>12}")
         return lines
 

@@ -156,6 +156,8 @@ def test_steps_map_to_stages() -> None:
     assert stage_of("fct_transaction_features_quality") == "feature checks"
     assert stage_of("dbt_partitioned_models") == "features (dbt)"
     assert stage_of("detection__anomaly_models") == "train models"
+    assert stage_of("anomaly__labels") == "analyst labels"
+    assert stage_of("detection__model_selection") == "model selection"
     assert stage_of("anomaly__transaction_scores") == "score and explain"
     assert stage_of("anomaly__missing_payments") == "missing payments"
     assert stage_of("quality__report") == "quality report"

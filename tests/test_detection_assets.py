@@ -18,7 +18,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from ads_assets.defs.detection.assets import MODELS_KEY, anomaly_models, transaction_scores
 from ads_assets.defs.detection.io_manager import ModelIOManager, recorded_partition_model
-from ads_assets.defs.resources import OutputStoreResource, PostgresResource
+from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.storage import OutputStore
@@ -83,6 +83,8 @@ def detection(postgres_target: PostgresTarget, tmp_path_factory: pytest.TempPath
             "postgres": PostgresResource(pgdata=str(work / "unused"), database_url=target.sqlalchemy_url()),
             "models": ModelIOManager(root=str(work / "models")),
             "output_store": OutputStoreResource(root=str(work / "output")),
+            "alerts": AlertsResource(),
+            "metrics": MetricsResource(),
         }
         detection = Detection(instance, resources, target, work / "output")
         detection.first = detection.materialize(MONTHS)
@@ -132,6 +134,30 @@ def test_each_month_partition_carries_its_own_metadata(detection: Detection) -> 
     assert models["1996-08-01"] == models["1996-09-01"] != models["1996-10-01"] == models["1996-11-01"]
 
 
+def test_each_month_records_its_drift_and_its_operational_metrics(detection: Detection) -> None:
+    """Drift of the key features per month against the scoring model's window, and the flagged counts as metrics."""
+    scores = detection.scores()
+    published = {month: float(rows["is_anomaly"].sum()) for month, rows in scores.groupby("month")}
+    with connect(detection.target) as connection:
+        drift = read_query(connection, "SELECT month, subject, psi, band, reference FROM anomaly.drift")
+        flagged = read_query(
+            connection, "SELECT partition, value FROM ops.metrics WHERE stage = 'score' AND name = 'flagged'"
+        )
+    assert dict(zip(flagged["partition"], flagged["value"], strict=True)) == published
+    assert sorted(set(drift["month"])) == sorted(published)
+    assert set(drift["subject"]) == {
+        "amount",
+        "amount_vs_history",
+        "balance_after",
+        "txn_count_day",
+        "days_since_previous_txn",
+    }
+    august = drift.loc[drift["month"] == "1996-08"]
+    assert set(august["reference"]) == {"1995-07-01..1996-07-01"}
+    assert (drift["psi"] >= 0).all()
+    assert set(drift["band"]) <= {"stable", "moderate", "major"}
+
+
 def test_the_first_month_of_the_data_is_scored_by_a_cold_start_model(detection: Detection) -> None:
     result = detection.materialize(["1995-01-01"])
 
@@ -179,3 +205,23 @@ def test_a_tampered_model_file_is_refused_naming_the_file(detection: Detection) 
         "ModelIntegrityError" in error and f"{path} was changed or truncated" in error and "refusing to load" in error
     )
     pd.testing.assert_frame_equal(detection.scores(), before)
+
+
+def test_online_learning_refreshes_the_model_between_retrains(detection: Detection) -> None:
+    """With online_learning, the second month a model scores is scored by that model refreshed with the first."""
+    months = ["1996-08-01", "1996-09-01"]
+    result = detection.materialize(months, config={**MODEL_CONFIG, "online_learning": True})
+    assert result.success
+    stored = {month: detection.recorded(month)["model_version"] for month in months}
+    assert stored["1996-08-01"] == stored["1996-09-01"]
+    scores = detection.scores()
+    versions = scores.groupby("month")["model_version"].unique().map(list).to_dict()
+    assert versions["1996-08"] == [stored["1996-08-01"]]
+    assert versions["1996-09"] == [f"{stored['1996-08-01']}+online.1"]
+    refresh = {
+        event.partition: event.metadata
+        for event in result.asset_materializations_for_node("anomaly__transaction_scores")
+    }
+    admitted = refresh["1996-08-01"]["online_admitted_rows"].value
+    assert 0 < admitted < (scores["month"] == "1996-08").sum()
+    assert "online_admitted_rows" in refresh["1996-09-01"]

@@ -246,15 +246,19 @@ def deliver(
     flood_threshold: int = DEFAULT_FLOOD_THRESHOLD,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, str]:
-    """Log every event and post it to the webhook; returns the delivery status by event key.
+    """Log the events and post them to the webhook; returns the delivery status by event key.
 
-    Up to `flood_threshold` events go as one message each; more go as one summary message. After a failed
-    post the rest are not tried (a dead webhook costs one timeout, not one per event).
+    Up to `flood_threshold` events go as one message and one log line each; more go as one summary message,
+    logged once with the most severe of them. After a failed post the rest are not tried (a dead webhook costs
+    one timeout, not one per event).
     """
-    for event in events:
-        _log_event(log, event)
     if not events:
         return {}
+    if len(events) <= flood_threshold:
+        for event in events:
+            _log_event(log, event)
+    else:
+        log.warning(_flood_line(events))
     if not webhook_url:
         return dict.fromkeys((event.event_key for event in events), LOG_ONLY)
     messages = (
@@ -323,6 +327,13 @@ def event_message(event: AlertEvent) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": _truncated(_escape(details))}]},
         ],
     }
+
+
+def _flood_line(events: Sequence[AlertEvent], top: int = SUMMARY_TOP) -> str:
+    kinds = Counter(event.kind for event in events)
+    counts = ", ".join(f"{kind} {kinds[kind]}" for kind in ALERT_KINDS if kinds[kind])
+    worst = "; ".join(event.line() for event in sorted(events, key=lambda event: event.rank)[:top])
+    return f"alert flood: {len(events)} alerts ({counts}); most severe: {worst}"
 
 
 def summary_message(events: Sequence[AlertEvent], top: int = SUMMARY_TOP) -> dict[str, Any]:

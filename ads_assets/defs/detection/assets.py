@@ -1,6 +1,7 @@
 """Detection assets: monthly anomaly models, scored transactions with reasons, and missing payments."""
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -9,11 +10,16 @@ import pandas as pd
 from ads_assets.defs.detection.io_manager import TrainedModel, recorded_partition_model
 from ads_assets.defs.detection.selection import SELECTION_KEY, Champions
 from ads_assets.defs.partitions import monthly_partitions, next_month
-from ads_assets.defs.resources import OutputStoreResource, PostgresResource
+from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
+from ads_assets.lib.alerting import HIGH_SEVERITY_SCORE, AlertEvent, high_severity_anomalies
+from ads_assets.lib.alerting import drift as drift_event
+from ads_assets.lib.detection.drift import DRIFT_COLUMNS, drift_retrain_months, monthly_drift, write_drift
 from ads_assets.lib.detection.ensemble import DEFAULT_WEIGHTS, EnsembleDetector
+from ads_assets.lib.detection.online import Batch, OnlineState, OnlineUpdater
 from ads_assets.lib.detection.scoring import by_date, parquet_rows, postgres_rows
 from ads_assets.lib.detection.tables import SCORES_PARQUET_SCHEMA, SCORES_TABLE_NAME, upgrade_scores_parquet
 from ads_assets.lib.detection.training import TrainingWindow, frame_digest, training_frame, training_windows
+from ads_assets.lib.metrics import Metric, delivery_metric, flagged_metrics, training_metrics
 from ads_assets.lib.publish import MISSING_PUBLICATION, SCORES_PUBLICATION, publish_month, reconcile
 from ads_assets.lib.tables import (
     FEATURES_TABLE,
@@ -45,6 +51,17 @@ class DetectionConfig(dg.Config):
     everything before it. The data's first month has nothing before it: a cold start, scored by a model
     trained on that month itself (and the next ones while it holds fewer than `min_cold_start_rows`
     rows), which the metadata and the run summary say.
+
+    With `retrain_on_drift`, a month whose key features drifted beyond the major band (PSI > 0.25, recorded
+    per month in `anomaly.drift`) against the window of the model that scores it makes the next month a
+    retrain month: it gets a model of its own, trained on the `training_months` before it.
+
+    With `online_learning`, each model keeps a fixed reference of its clean training rows, and between
+    retrains `anomaly/transaction_scores` refreshes it with every month's normal rows before the next month
+    (`lib.detection.online`: a capped share of the forest's trees, one LSTM pass, calibration on the fixed
+    reference plus a capped share of recent rows; flagged, rule-hit and labelled rows never enter). Off by
+    default: a refreshed model depends on the months scored before it in the same run, so a run over part of
+    a retrain period scores its months differently from a run over the whole period.
     """
 
     detectors: dict[str, float] = dict(DEFAULT_WEIGHTS)
@@ -55,6 +72,8 @@ class DetectionConfig(dg.Config):
     threshold: float = 0.5
     alert_budget: float = 0.01
     retrain_every_months: int = 6
+    retrain_on_drift: bool = True
+    online_learning: bool = False
     random_state: int = 0
 
 
@@ -88,10 +107,14 @@ def _monthly_rows(connection) -> tuple[date | None, dict[date, int]]:
     io_manager_key="models",
     group_name="detection",
     kinds={"scikit-learn", "python"},
-    code_version="ensemble-v1",
+    code_version="ensemble-v2",
 )
 def anomaly_models(
-    context: dg.AssetExecutionContext, config: DetectionConfig, postgres: PostgresResource
+    context: dg.AssetExecutionContext,
+    config: DetectionConfig,
+    postgres: PostgresResource,
+    alerts: AlertsResource,
+    metrics: MetricsResource,
 ) -> dict[str, TrainedModel]:
     """The anomaly model that scores each month: rules plus the configured ML detectors, calibrated and combined.
 
@@ -120,15 +143,22 @@ def anomaly_models(
             config.min_training_rows,
             config.min_cold_start_rows,
         )
-        windows = sorted(set(plan.values()), key=lambda window: (window.start, window.end))
         history = with_analyst_labels(
-            by_date(
-                read_window(connection, FEATURES_TABLE, "trans_date", windows[0].start, max(w.end for w in windows))
-            ),
+            by_date(read_window(connection, FEATURES_TABLE, "trans_date", *_span(plan.values(), months))),
             labels,
         )
+    forced = drift_retrain_months(history, plan, config.training_months) if config.retrain_on_drift else {}
+    plan = with_drift_retrains(plan, forced)
+    drift = _drift_report(history, plan)
+    with postgres.connect() as connection:
+        write_drift(connection, drift)
+        alerts.raise_and_deliver(connection, _drift_alerts(drift), context.log)
+    for month, window in sorted(forced.items()):
+        context.log.warning(f"key features drifted beyond PSI 0.25 before {month:%Y-%m}: retrained on {window.label()}")
+    windows = sorted(set(plan.values()), key=lambda window: (window.start, window.end))
     fitted: dict[TrainingWindow, TrainedModel] = {}
     fit_seconds = 0.0
+    training_rows: list[Metric] = []
     for window in windows:
         training = training_frame(history, window)
         started = time.perf_counter()
@@ -139,6 +169,11 @@ def anomaly_models(
             random_state=config.random_state,
         ).fit(training, confirmed=confirmed)
         fit_seconds += time.perf_counter() - started
+        if config.online_learning:
+            ensemble.online_reference_ = OnlineUpdater().reference_rows(ensemble, training, confirmed)
+        training_rows += training_metrics(
+            context.run.run_id, f"{window.end:%Y-%m}", time.perf_counter() - started, ensemble.parameters()
+        )
         fitted[window] = TrainedModel(
             model=ensemble,
             metadata={
@@ -153,7 +188,7 @@ def anomaly_models(
                 f"{pd.Timestamp(training['trans_date'].min()):%Y-%m-%d}",
                 f"{pd.Timestamp(training['trans_date'].max()):%Y-%m-%d}",
             ),
-            parameters=ensemble.parameters(),
+            parameters={**ensemble.parameters(), **({"online_learning": True} if config.online_learning else {})},
             data_sha256=frame_digest(training),
         )
         scored_months = ", ".join(f"{month:%Y-%m}" for month in months if plan[month] == window)
@@ -164,15 +199,62 @@ def anomaly_models(
         context.add_asset_metadata(
             {"trained_on": plan[month].label(), "cold_start": plan[month].cold_start}, partition_key=month.isoformat()
         )
+    with postgres.connect() as connection:
+        metrics.report(connection, training_rows, context.log)
+    major = sorted(set(drift.loc[drift["band"] == "major", "month"])) if len(drift) else []
     context.add_output_metadata(
         {
             "retrain_every_months": config.retrain_every_months,
             "models_fitted": len(fitted),
             "fit_seconds": round(fit_seconds, 1),
             "cold_start_months": dg.MetadataValue.json(cold),
+            "drift_months_major": dg.MetadataValue.json(major),
+            "drift_retrain_months": dg.MetadataValue.json([f"{month:%Y-%m}" for month in sorted(forced)]),
         }
     )
     return {month.isoformat(): fitted[plan[month]] for month in months}
+
+
+def _span(windows: Iterable[TrainingWindow], months: list[date]) -> tuple[date, date]:
+    """The first and the last day (exclusive) that the windows and the scored months cover."""
+    chosen = list(windows)
+    return min(window.start for window in chosen), max(*(window.end for window in chosen), next_month(months[-1]))
+
+
+def with_drift_retrains(
+    plan: dict[date, TrainingWindow], forced: dict[date, TrainingWindow]
+) -> dict[date, TrainingWindow]:
+    """The plan with each drift retrain in force from its month until the plan's own model changes."""
+    effective: dict[date, TrainingWindow] = {}
+    override: tuple[TrainingWindow, TrainingWindow] | None = None
+    for month in sorted(plan):
+        if month in forced:
+            override = (plan[month], forced[month])
+        elif override is not None and override[0] != plan[month]:
+            override = None
+        effective[month] = override[1] if override is not None else plan[month]
+    return effective
+
+
+def _drift_report(history: pd.DataFrame, plan: dict[date, TrainingWindow]) -> pd.DataFrame:
+    """Per month (not a cold start), the drift of its key features against the window of the model that scores it."""
+    months = pd.to_datetime(history["trans_month"]).dt.date
+    reports = []
+    for window in sorted({window for window in plan.values() if not window.cold_start}, key=lambda w: (w.start, w.end)):
+        scored = [month for month, chosen in plan.items() if chosen == window]
+        current = history.loc[months.isin(scored).to_numpy()]
+        reference = training_frame(history, window)
+        if len(current) and len(reference):
+            reports.append(monthly_drift(reference, current, window.label()))
+    return pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(columns=list(DRIFT_COLUMNS[:-1]))
+
+
+def _drift_alerts(drift: pd.DataFrame) -> list[AlertEvent]:
+    return [
+        drift_event(row.month, row.subject, float(row.psi), row.band, row.reference)
+        for row in drift.itertuples()
+        if row.band == "major"
+    ]
 
 
 @dg.asset(
@@ -188,6 +270,8 @@ def transaction_scores(
     anomaly_models: dict[str, EnsembleDetector],
     postgres: PostgresResource,
     output_store: OutputStoreResource,
+    alerts: AlertsResource,
+    metrics: MetricsResource,
 ) -> dg.MaterializeResult:
     """Every transaction's anomaly score for the month, with alerts and the reasons behind each alert.
 
@@ -202,6 +286,10 @@ def transaction_scores(
     (`model_version` is then `<model version>+<champion>`) and the runner-up in shadow: per month,
     `anomaly.shadow_comparison` (champion, runner_up, rows, flagged by each and by both, overlap of their
     top 1 %) and this partition's metadata compare them.
+
+    Transactions scoring at least 0.95 raise `high_severity_anomaly` events in `anomaly.alerts` (each once,
+    delivered to the webhook when one is configured); each month's scored and flagged counts and delivery go
+    to `ops.metrics` and to the partition's metadata.
     """
     store = output_store.store()
     migrated = store.migrate(SCORES_TABLE_NAME, SCORES_PARQUET_SCHEMA, upgrade_scores_parquet)
@@ -211,24 +299,46 @@ def transaction_scores(
     with postgres.connect() as connection:
         reconciled = reconcile(store, connection, SCORES_PUBLICATION, log=context.log.warning)
         champions = Champions(context.instance, connection)
+        labels = label_map(connection)
+        online = OnlineMonths()
         for month in _months(context):
-            ensemble = anomaly_models[month.isoformat()]
             recorded = recorded_partition_model(context.instance, MODELS_KEY, month.isoformat())
-            features = by_date(read_window(connection, FEATURES_TABLE, "trans_date", month, next_month(month)))
+            version = recorded.get("model_version", "unknown")
+            ensemble, refreshed = online.model(anomaly_models[month.isoformat()], version)
+            features = with_analyst_labels(
+                by_date(read_window(connection, FEATURES_TABLE, "trans_date", month, next_month(month))), labels
+            )
             history = (
-                recent.history(connection, month, ensemble.lookback_days)
+                with_analyst_labels(recent.history(connection, month, ensemble.lookback_days), labels)
                 if ensemble.lookback_days and not features.empty
                 else None
             )
             recent.add(month, features)
-            scored = champions.score(ensemble, features, month, recorded.get("model_version", "unknown"), history)
+            scored = champions.score(ensemble, features, month, version, history, refreshed)
             scores = scored.scores
             publish_month(
                 store, connection, SCORES_PUBLICATION, f"{month:%Y-%m}", postgres_rows(scores), parquet_rows(scores)
             )
             flagged = int(scores["is_anomaly"].sum()) if len(scores) else 0
+            events = high_severity_anomalies(
+                scores.loc[scores["score"] >= HIGH_SEVERITY_SCORE, list(ALERT_COLUMNS)].to_dict("records")
+            )
+            alerts.raise_and_deliver(connection, events, context.log)
+            partition = f"{month:%Y-%m}"
+            operational = metrics.report(
+                connection,
+                [
+                    *flagged_metrics(context.run.run_id, partition, flagged, len(scores)),
+                    delivery_metric(context.run.run_id, partition, SCORES_TABLE_NAME, True),
+                ],
+                context.log,
+            )
+            refresh = online.learn(version, features, scores, set(labels), history)
             context.add_asset_metadata(
                 {
+                    **operational,
+                    **refresh,
+                    "high_severity_alerts": len(events),
                     "dagster/row_count": len(scores),
                     "flagged": flagged,
                     "flagged_rate": flagged / len(scores) if len(scores) else 0.0,
@@ -244,6 +354,51 @@ def transaction_scores(
             "reconciled_months": dg.MetadataValue.json(reconciled.fixes),
         }
     )
+
+
+class OnlineMonths:
+    """Online learning across the months of one run: each stored model refreshed with the months it scored.
+
+    Only models stored with an `online_reference_` (trained with `online_learning`) are refreshed.
+    """
+
+    def __init__(self) -> None:
+        self.updater = OnlineUpdater()
+        self.states: dict[str, OnlineState] = {}
+
+    def model(self, stored: EnsembleDetector, version: str) -> tuple[EnsembleDetector, str]:
+        """The model to score the next month of `version` with, and its version suffix (`+online.<n>` or '')."""
+        reference = getattr(stored, "online_reference_", None)
+        if reference is None:
+            return stored, ""
+        if version not in self.states:
+            self.states[version] = self.updater.start(stored, reference, version)
+        state = self.states[version]
+        return state.model, state.model_version[len(version) :]
+
+    def learn(
+        self,
+        version: str,
+        rows: pd.DataFrame,
+        scores: pd.DataFrame,
+        labelled: set[int],
+        history: pd.DataFrame | None,
+    ) -> dict[str, object]:
+        """Refresh the model of `version` with the month just scored; the refresh's metadata (empty when off)."""
+        state = self.states.get(version)
+        if state is None or rows.empty:
+            return {}
+        self.states[version], report = self.updater.refresh(state, Batch(rows, scores, labelled, history))
+        return {
+            "online_admitted_rows": report.admitted_rows,
+            "online_lstm_windows": report.lstm_windows,
+            "online_threshold_moved": report.threshold.moved,
+            "online_refresh_seconds": round(report.seconds, 2),
+        }
+
+
+ALERT_COLUMNS = ("trans_id", "month", "score", "account_id", "reasons", "model_version")
+"""The score columns a high-severity alert carries."""
 
 
 class RecentMonths:

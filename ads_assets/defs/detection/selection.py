@@ -349,18 +349,27 @@ class Champions:
         month: date,
         version: str,
         history: pd.DataFrame | None,
+        refreshed: str = "",
     ) -> ScoredMonth:
         """`features` scored by the champion (version `<model version>+<champion>`), the runner-up compared in
-        `anomaly.shadow_comparison`; by `ensemble` itself under `version` when no selection names the model."""
+        `anomaly.shadow_comparison`; by `ensemble` itself under `version` when no selection names the model.
+
+        `refreshed`: the suffix of an ensemble that online learning refreshed since it was stored (`+online.<n>`),
+        appended to the version the scores carry.
+        """
         chosen = selected(self.connection, version) if not features.empty else None
         if chosen is None:
-            scores = score_month(ensemble, features, month, version, history) if not features.empty else empty_scores()
+            scores = (
+                score_month(ensemble, features, month, version + refreshed, history)
+                if not features.empty
+                else empty_scores()
+            )
             return ScoredMonth(scores, None, None)
         champion_name, runner_up_name = chosen
         champion = self._candidate(ensemble, champion_name, month, version)
         frame = features.reset_index(drop=True)
         scored = champion.score_frame(frame, history)
-        scores = score_month(champion, frame, month, f"{version}+{champion_name}", history, scored=scored)
+        scores = score_month(champion, frame, month, f"{version}+{champion_name}{refreshed}", history, scored=scored)
         if runner_up_name is None:
             return ScoredMonth(scores, champion_name, None)
         runner_up = self._candidate(ensemble, runner_up_name, month, version)

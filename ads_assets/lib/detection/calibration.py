@@ -88,8 +88,11 @@ class TailCalibrator:
         return 1.0 - self.tail_probability(raw)
 
     def evidence(self, raw: np.ndarray) -> np.ndarray:
-        """-log10 of the tail probability: 0 for typical rows, 2 for the reference's top 1 %, unbounded above."""
-        return -self.log10_tail_probability(raw)
+        """-log10 of the tail probability: 0 for typical rows, 2 for the reference's top 1 %, unbounded above.
+
+        Never -0.0 (a probability of 1 gives 0.0), so JSON and Postgres numeric write the same text.
+        """
+        return 0.0 - self.log10_tail_probability(raw)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-serializable description (reference size, tail start and scale, a few quantiles)."""
