@@ -384,6 +384,22 @@ class RunProgress(logging.Handler):
             return f"{rows:,} rows"
         if stage == "quality report":
             return "Data Docs published"
+        if stage == "analyst labels":
+            labels, applied, failed = (sum(self.metric(key, name) or 0 for key in keys) for name in LABEL_COUNTS)
+            return f"{labels:,} labels; inbox: {applied} files applied, {failed} refused"
+        if stage == "model selection":
+            champions = {
+                str(month): str(chosen.get("champion") if isinstance(chosen, dict) else chosen)
+                for key in keys
+                for events in self.materialized.get(key, {}).values()
+                for metadata in events
+                for month, chosen in (metadata.get("champions") or {}).items()
+            }
+            if not champions:
+                return "no retrain to evaluate (cold-start models keep their weights)"
+            listed = ", ".join(f"{month} {champion}" for month, champion in sorted(champions.items())[-4:])
+            more = "…, " if len(champions) > 4 else ""
+            return f"{len(champions)} retrains evaluated on canaries; champions {more}{listed}"
         return f"{len(keys)} steps"
 
     def metric(self, step_key: str, name: str) -> int | None:
@@ -396,6 +412,8 @@ class RunProgress(logging.Handler):
         return sum(totals) if totals else None
 
 
+LABEL_COUNTS = ("dagster/row_count", "files_applied", "files_failed")
+"""What the analyst-labels stage reports: labels in all, inbox files applied and refused."""
 RUN_TOTALS = frozenset({"rows_read", "rows_accepted", "rows_quarantined", "rows_outside_window"})
 """Metadata that a load reports for its whole window, repeated on each partition it materializes."""
 

@@ -137,7 +137,14 @@ def plan_rerun(
         )
     elif redo[0] > months[0]:
         previous = every[every.index(redo[0]) - 1]
-        plan.notes.append(f"months {months[0]}..{previous} unchanged {since}: skipped; running {redo[0]}..{redo[-1]}")
+        cause = (
+            f"analyst labels of {redo[0]} changed"
+            if current.files.get(TRANSACTIONS) == recorded.fingerprint.files.get(TRANSACTIONS)
+            else f"transactions of {redo[0]} changed"
+        )
+        plan.notes.append(
+            f"months {months[0]}..{previous} unchanged {since}: skipped; {cause}: running {redo[0]}..{redo[-1]}"
+        )
     else:
         plan.notes.append(f"{_what_changed(current, recorded.fingerprint, unpublished)} {since}: running every month")
     return plan

@@ -6,7 +6,8 @@ tests of `tests/test_cli.py` assert on it:
 - `built`: one `ads run` of a small generated bank (`generated`) in a fresh ADS_HOME, local output;
 - `rescored`: `ads run --months 1993-02:1993-03 --retrain-every 1` on a copy of the built home and output;
 - `failed_run`: `ads run` on another copy, whose raw.fin_trans refuses every row (a CHECK constraint);
-- `reran`: on a third copy, `ads run` again with nothing new, then with one line of the last month changed;
+- `reran`: on a third copy, `ads run` again with nothing new, then with one line of the last month changed,
+  then after `ads label` of a transaction of 1993-03;
 - `recovery`: on a fourth copy, `ads run --months` killed with SIGKILL once it has ingested, again as it
   starts scoring, then two such runs started at once: one refuses in one line, the other recovers what the
   killed ones left and succeeds;
@@ -50,6 +51,8 @@ from ads_assets.lib.storage import OutputStore, s3_region
 from ads_assets.lib.tables import SCORES_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
+LABELLED_MONTH = "1993-03"
+"""The month of the transaction `reran` labels: the next run redoes it and the month after it."""
 RUNS = ("built", "rescored", "failed_run", "s3_run", "reran", "recovery")
 COPIES = frozenset({"rescored", "failed_run", "reran", "recovery"})
 """The runs made on a copy of the built pipeline."""
@@ -173,6 +176,11 @@ class Reran:
     runs_after_unchanged: int
     changed: subprocess.CompletedProcess
     changed_started: datetime
+    scored_after_changed: dict[str, datetime]
+    """Each month's latest `scored_at` once the changed run finished."""
+    labelled: subprocess.CompletedProcess
+    """`ads label` of a transaction of the third month, then `ads run` once more."""
+    labelled_started: datetime
 
 
 @dataclass
@@ -404,7 +412,30 @@ class EndToEnd:
         change_one_line_of(changed_source / "fin_trans.tsv", LAST_MONTH_DAY)
         changed_started = datetime.now(UTC)
         changed = self.ads("run", "--source", str(changed_source), "--output", str(output), home=home)
-        return Reran(home, output, runs_before, unchanged, runs_after_unchanged, changed, changed_started)
+        with connect(embedded_postgres(home / "pgdata")) as connection:
+            scored_after_changed = dict(
+                connection.execute("SELECT month, max(scored_at) FROM anomaly.transaction_scores GROUP BY month")
+            )
+            (trans_id,) = connection.execute(
+                "SELECT min(trans_id) FROM anomaly.transaction_scores WHERE month = %s", (LABELLED_MONTH,)
+            ).fetchone()
+        stop_embedded_postgres(home / "pgdata")
+        label = self.ads("label", str(trans_id), "confirmed", "--note", "end-to-end", home=home)
+        assert label.returncode == 0, label.stdout + label.stderr
+        labelled_started = datetime.now(UTC)
+        labelled = self.ads("run", "--source", str(changed_source), "--output", str(output), home=home)
+        return Reran(
+            home,
+            output,
+            runs_before,
+            unchanged,
+            runs_after_unchanged,
+            changed,
+            changed_started,
+            scored_after_changed,
+            labelled,
+            labelled_started,
+        )
 
     def _recovery(self, source: Path) -> Recovery | None:
         copy = self._copy_of_built("recovery")
