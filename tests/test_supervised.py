@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ads_assets.lib.detection.ensemble import EnsembleDetector
 from ads_assets.lib.detection.supervised import SupervisedDetector, risk_features
 from tests.synthetic import ledger_frame, with_history
 
@@ -153,3 +154,20 @@ def test_without_enough_confirmed_labels_it_is_dormant() -> None:
     [explained] = detector.explain(frame.iloc[:1])
     assert explained["features"] == [] and explained["score"] == 0
     assert explained["text"] == "no analyst labels to learn from yet: 19 confirmed frauds, 20 needed"
+
+
+def test_in_the_ensemble_it_learns_from_the_labelled_rows_the_other_detectors_never_see(shop: pd.DataFrame) -> None:
+    """The ensemble fits the supervised detector on every training row with its label, the forest without the
+    confirmed frauds; the compromised merchant's later payments then lead the ML ranking on labels alone."""
+    train = shop.loc[shop["trans_date"] < START + pd.Timedelta(days=SCORED_FROM)]
+    confirmed = set(train.loc[train["analyst_label"] == "confirmed", "trans_id"].astype(int))
+    ensemble = EnsembleDetector(detectors={"iforest": 0.5, "supervised": 1.0}).fit(train, confirmed=confirmed)
+    supervised = next(detector for detector in ensemble.detectors if detector.name == "supervised")
+    assert not supervised.dormant
+    assert supervised.confirmed_count_ == len(confirmed)
+    assert ensemble.excluded_confirmed_rows_ == len(confirmed)
+    frame, history = scored_and_history(shop)
+    scored = ensemble.score_frame(frame, history)
+    merchant_zero = (frame["counterparty_account"] == f"{0:08d}").to_numpy()
+    ranked = scored.table["ml_score"].to_numpy()
+    assert ranked[merchant_zero].min() > ranked[~merchant_zero].max()
