@@ -44,6 +44,12 @@ def version() -> str:
 # --- ads run -----------------------------------------------------------------------------------------
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    """`ads backfill --from A --to B`: `ads run --months A:B`."""
+    args.months, args.months_option = f"{args.first}:{args.last}", "--from/--to"
+    return _run(args)
+
+
 def _run(args: argparse.Namespace) -> int:
     from ads_assets.console import Reporter, capture_output, new_log_path
     from ads_assets.environment import apply_options
@@ -52,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     from ads_assets.settings import check_months
 
     settings = apply_options(args.source, args.output)
-    window = check_months(args.months, "--months") if args.months else None
+    window = check_months(args.months, getattr(args, "months_option", "--months")) if args.months else None
     if args.retrain_every is not None and args.retrain_every < 1:
         raise SettingsError(f"--retrain-every must be 1 or more months, not {args.retrain_every}")
     with run_lock(settings, "ads run") as lock:
@@ -509,9 +515,37 @@ def build_parser() -> argparse.ArgumentParser:
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
+    run_options = argparse.ArgumentParser(add_help=False)
+    run_options.add_argument(
+        "--source",
+        metavar="DIR|URL",
+        help="folder of PKDD'99 *.asc or fin_*.tsv files, or a postgresql:// URL with the fin_* tables "
+        f"(env ADS_SOURCE; default: a generated bank, {DEFAULT_ACCOUNTS:,} accounts, "
+        f"{DEFAULT_MONTHS[0]}..{DEFAULT_MONTHS[1]}, {DEFAULT_ANOMALY_RATE:.1%} anomalies, in $ADS_HOME/generated)".replace(
+            "%", "%%"
+        ),
+    )
+    run_options.add_argument(
+        "--output",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help=f"where the Parquet tables and the data-quality report go (env ADS_OUTPUT; default: ./{DEFAULT_OUTPUT})",
+    )
+    run_options.add_argument(
+        "--retrain-every",
+        metavar="N",
+        type=int,
+        help="train a model every N months, each scoring the months up to the next one "
+        f"(retrain_every_months of detection/anomaly_models; default: {DEFAULT_RETRAIN_EVERY})",
+    )
+    run_options.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show Dagster's, dbt's and Great Expectations' own logs (they always go to $ADS_HOME/logs/)",
+    )
     run = commands.add_parser(
         "run",
-        parents=[debug],
+        parents=[debug, run_options],
         help="check the settings, materialize every asset for every month, print a summary",
         description=textwrap.fill(
             "Check the settings and the source, then materialize every asset of the code location for every month "
@@ -524,38 +558,29 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     run.add_argument(
-        "--source",
-        metavar="DIR|URL",
-        help="folder of PKDD'99 *.asc or fin_*.tsv files, or a postgresql:// URL with the fin_* tables "
-        f"(env ADS_SOURCE; default: a generated bank, {DEFAULT_ACCOUNTS:,} accounts, "
-        f"{DEFAULT_MONTHS[0]}..{DEFAULT_MONTHS[1]}, {DEFAULT_ANOMALY_RATE:.1%} anomalies, in $ADS_HOME/generated)".replace(
-            "%", "%%"
-        ),
-    )
-    run.add_argument(
-        "--output",
-        metavar="DIR|s3://BUCKET/PREFIX",
-        help=f"where the Parquet tables and the data-quality report go (env ADS_OUTPUT; default: ./{DEFAULT_OUTPUT})",
-    )
-    run.add_argument(
         "--months",
         metavar="YYYY-MM:YYYY-MM",
         help="ingest, rebuild features for and rescore only these months (default: every month of the source)",
     )
-    run.add_argument(
-        "--retrain-every",
-        metavar="N",
-        type=int,
-        help="train a model every N months, each scoring the months up to the next one "
-        f"(retrain_every_months of detection/anomaly_models; default: {DEFAULT_RETRAIN_EVERY})",
-    )
-    run.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also show Dagster's, dbt's and Great Expectations' own logs (they always go to $ADS_HOME/logs/)",
-    )
     run.set_defaults(handler=_run)
+
+    backfill = commands.add_parser(
+        "backfill",
+        parents=[debug, run_options],
+        help="rebuild and rescore a span of historical months in one run",
+        description=textwrap.fill(
+            "Backfill the months FROM..TO (YYYY-MM): ingest them, rebuild their features, retrain the models that "
+            "score them, select their champions and rescore them, as one single-run backfill of the partitioned "
+            "assets (the same run as ads run --months FROM:TO). The months before FROM stay as they are. "
+            "Exit status as ads run.",
+            width=100,
+        ),
+        epilog=_environment_epilog(),
+        formatter_class=formatter,
+    )
+    backfill.add_argument("--from", dest="first", required=True, metavar="YYYY-MM", help="the first month")
+    backfill.add_argument("--to", dest="last", required=True, metavar="YYYY-MM", help="the last month")
+    backfill.set_defaults(handler=_backfill)
 
     generate = commands.add_parser(
         "generate",

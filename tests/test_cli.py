@@ -376,6 +376,13 @@ def test_bad_options_are_one_line(small_bank: Path, tmp_path: Path) -> None:
     )
     assert_one_line_error(ads("run", "--source", str(small_bank), "--retrain-every", "0", home=home), "--retrain-every")
     assert_one_line_error(
+        ads("backfill", "--source", str(small_bank), "--from", "1996-02", "--to", "1996-01", home=home), "--from/--to"
+    )
+    assert_one_line_error(
+        ads("backfill", "--source", str(small_bank), "--from", "1999-01", "--to", "1999-02", home=home),
+        "outside the source's months 1996-01:1996-02",
+    )
+    assert_one_line_error(
         ads("run", "--source", str(small_bank), "--output", "/proc/ads-output", home=home), "cannot write"
     )
 
