@@ -4,7 +4,7 @@ import dagster as dg
 
 from ads_assets.defs.automation.jobs import nightly_quality_job, retrain_job
 from ads_assets.defs.automation.schedules import monthly_retrain_schedule, nightly_quality_schedule
-from ads_assets.defs.automation.sensors import run_failure_alert
+from ads_assets.defs.automation.sensors import drift_retrain, run_failure_alert
 from ads_assets.defs.dbt.assets import dbt_models, dbt_partitioned_models
 from ads_assets.defs.dbt.resource import dbt_resource
 from ads_assets.defs.detection.assets import anomaly_models, missing_payments, transaction_scores
@@ -42,7 +42,7 @@ defs = dg.Definitions(
     asset_checks=[*quality_checks, *feature_quality_checks, *detection_checks],
     jobs=[ads_full_job, nightly_quality_job, retrain_job],
     schedules=[nightly_quality_schedule, monthly_retrain_schedule],
-    sensors=[run_failure_alert],
+    sensors=[run_failure_alert, drift_retrain],
     executor=locked_executor,
     resources={
         "postgres": postgres_resource(settings),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from ads_assets.defs.automation.schedules import monthly_retrain_schedule, nightly_quality_schedule
-from ads_assets.defs.automation.sensors import run_failure_alert
+from ads_assets.defs.automation.sensors import drift_retrain, run_failure_alert
 from ads_assets.defs.partitions import monthly_partitions
 from ads_assets.defs.resources import AlertsResource, PostgresResource
 from ads_assets.lib.db import PostgresTarget, connect
+from ads_assets.lib.detection.drift import write_drift
 from tests.test_alerts import url_of
 
 
@@ -75,3 +78,27 @@ def test_a_failed_run_raises_one_alert_naming_its_step(failed_run_context, fresh
     kind, severity, subject, message, status = rows[0]
     assert (kind, severity, subject, status) == ("run_failure", "critical", f"run {run_id}", "log-only")
     assert message.startswith("broken_job failed in broken_step: ")
+
+
+def test_a_major_drift_requests_the_retrain_of_the_next_month_once(
+    fresh_database: PostgresTarget, tmp_path: Path
+) -> None:
+    report = pd.DataFrame(
+        {
+            "month": ["1996-03", "1996-03", "1996-04", "1998-12"],
+            "subject": ["amount", "balance_after", "amount", "amount"],
+            "psi": [0.4, 0.05, 0.2, 0.9],
+            "band": ["major", "stable", "moderate", "major"],
+            "reference": ["1995-01-01..1996-01-01"] * 4,
+        }
+    )
+    with connect(fresh_database) as connection:
+        write_drift(connection, report, recorded_at=datetime(2026, 12, 1, tzinfo=UTC))
+    postgres = PostgresResource(pgdata=str(tmp_path / "pgdata"), database_url=url_of(fresh_database))
+    first = drift_retrain(dg.build_sensor_context(resources={"postgres": postgres}))
+    assert [(request.run_key, request.partition_key) for request in first.run_requests] == [
+        ("drift-1996-03", "1996-04-01")
+    ]
+    assert first.cursor == "2026-12-01T00:00:00+00:00"
+    again = drift_retrain(dg.build_sensor_context(cursor=first.cursor, resources={"postgres": postgres}))
+    assert again.run_requests == []

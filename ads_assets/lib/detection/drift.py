@@ -200,3 +200,15 @@ def write_drift(connection: psycopg.Connection, report: pd.DataFrame, recorded_a
         cursor.execute(f"DELETE FROM {DRIFT_TABLE} WHERE month = ANY(%s)", (sorted(set(rows["month"])),))  # noqa: S608 - DRIFT_TABLE is a module constant, months go as a parameter
         copy_frame(cursor, DRIFT_TABLE, rows)
     return len(rows)
+
+
+def major_drift_since(connection: psycopg.Connection, since: datetime) -> list[tuple[str, datetime]]:
+    """(month, recorded_at) of every month recorded with a major drift after `since`."""
+    with connection.transaction(), connection.cursor() as cursor:
+        ensure_drift_table(cursor)
+        cursor.execute(
+            f"SELECT month, max(recorded_at) FROM {DRIFT_TABLE} WHERE band = 'major' AND recorded_at > %s "  # noqa: S608 - DRIFT_TABLE is a module constant, values go as parameters
+            "GROUP BY month ORDER BY month",
+            (since,),
+        )
+        return [(str(month), recorded) for month, recorded in cursor.fetchall()]
