@@ -354,7 +354,13 @@ def quality_definitions(tmp_path: Path) -> Callable:
     from ads_assets.defs.ingest.assets import raw_asset_key, raw_assets
     from ads_assets.defs.partitions import monthly_partitions
     from ads_assets.defs.quality import quality_assets, quality_checks
-    from ads_assets.defs.resources import BerkaSourceResource, OutputStoreResource, PostgresResource
+    from ads_assets.defs.resources import (
+        AlertsResource,
+        BerkaSourceResource,
+        MetricsResource,
+        OutputStoreResource,
+        PostgresResource,
+    )
 
     @dg.asset(
         key=["scores", "stand_in"],
@@ -370,6 +376,8 @@ def quality_definitions(tmp_path: Path) -> Callable:
             "postgres": PostgresResource(pgdata=str(tmp_path / "unused"), database_url=target.sqlalchemy_url()),
             "berka_source": BerkaSourceResource(location=str(source)),
             "output_store": OutputStoreResource(root=str(tmp_path / "output")),
+            "metrics": MetricsResource(),
+            "alerts": AlertsResource(),
         }
         return [*raw_assets, *quality_assets, stand_in_scores, *quality_checks], resources
 
@@ -417,5 +425,16 @@ def test_blocking_failure_stops_downstream_assets_in_dagster(
             }
             assert not corrupt.asset_materializations_for_node("scores__stand_in")
             assert not corrupt.asset_materializations_for_node("quality__report")
+            with connect(target) as connection:
+                alerts = connection.execute(
+                    "SELECT severity, subject, details->>'check' FROM anomaly.alerts WHERE kind = 'data_quality'"
+                ).fetchall()
+                (pass_rate,) = connection.execute(
+                    "SELECT value FROM ops.metrics WHERE run_id = %s AND stage = 'quality.fin_trans' "
+                    "AND name = 'pass_rate'",
+                    (corrupt.run_id,),
+                ).fetchone()
+            assert ("critical", "raw/fin_trans 1993-11..1993-12", "schema") in alerts
+            assert 0 < pass_rate < 1
             schema = next(e for e in failed if e.check_name == "schema")
             assert Path(schema.metadata["data_docs"].url.removeprefix("file://")).is_file()

@@ -4,9 +4,10 @@ import dagster as dg
 import psycopg
 
 from ads_assets.defs.partitions import monthly_partitions
-from ads_assets.defs.resources import BerkaSourceResource, PostgresResource
+from ads_assets.defs.resources import BerkaSourceResource, MetricsResource, PostgresResource
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS, Relation
 from ads_assets.lib.ingest import LoadReport, MonthWindow, load_relation
+from ads_assets.lib.metrics import ingest_metrics
 from ads_assets.lib.raw_schema import RAW_SCHEMA
 
 RELATION_DESCRIPTIONS = {
@@ -66,7 +67,8 @@ def build_raw_asset(relation: Relation) -> dg.AssetsDefinition:
             f"{RELATION_DESCRIPTIONS[relation.name]}\n\nLoaded from the Berka source into "
             f"`{RAW_SCHEMA}.{relation.table}` in the canonical PKDD'99 units, dates and codes. Rows that "
             "fail parsing, duplicate a key or point at no parent go to `raw.quarantine` with their reason; "
-            "each load writes `raw.load_audit` and fails unless rows read = accepted + quarantined."
+            "each load writes `raw.load_audit` and fails unless rows read = accepted + quarantined. Its rows read, "
+            "accepted and rejected and its rows per second go to `ops.metrics` and to this metadata."
         ),
         group_name="ingest",
         kinds={"postgres", "python"},
@@ -75,7 +77,10 @@ def build_raw_asset(relation: Relation) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
     )
     def raw_relation(
-        context: dg.AssetExecutionContext, postgres: PostgresResource, berka_source: BerkaSourceResource
+        context: dg.AssetExecutionContext,
+        postgres: PostgresResource,
+        berka_source: BerkaSourceResource,
+        metrics: MetricsResource,
     ) -> dg.MaterializeResult:
         source = berka_source.sources()[relation.name]
         window = _partition_window(context) if partitioned else None
@@ -84,6 +89,7 @@ def build_raw_asset(relation: Relation) -> dg.AssetsDefinition:
             connection.execute(f"ANALYZE {RAW_SCHEMA}.{relation.table}")
             connection.commit()
             monthly = monthly_rows(connection, relation, window) if window else {}
+            operational = metrics.report(connection, ingest_metrics(context.run.run_id, "", report), context.log)
         for partition_key in context.partition_keys if window else ():
             context.add_asset_metadata(
                 {"dagster/row_count": monthly.get(partition_key, 0)}, partition_key=partition_key
@@ -92,7 +98,7 @@ def build_raw_asset(relation: Relation) -> dg.AssetsDefinition:
             f"{relation.name}: read {report.rows_read}, accepted {report.rows_accepted}, "
             f"quarantined {report.rows_quarantined} from {report.source_file}"
         )
-        return dg.MaterializeResult(metadata=_load_metadata(report))
+        return dg.MaterializeResult(metadata=_load_metadata(report) | operational)
 
     return raw_relation
 

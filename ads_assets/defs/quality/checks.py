@@ -6,7 +6,7 @@ table are validated month by month over the partitions of the run (a single-run 
 month of its range).
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import date
 
 import dagster as dg
@@ -14,8 +14,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ads_assets.defs.ingest.assets import raw_asset_key
 from ads_assets.defs.quality.report import data_docs_metadata
-from ads_assets.defs.resources import OutputStoreResource, PostgresResource
+from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
+from ads_assets.lib.alerting import data_quality
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
+from ads_assets.lib.metrics import quality_metrics
 from ads_assets.lib.quality.evaluate import (
     CHECK_DESCRIPTIONS,
     CheckEvaluation,
@@ -84,6 +86,37 @@ def _publish_on_blocking_failure(
     return data_docs_metadata(report)
 
 
+def _report_outcome(
+    context: dg.AssetCheckExecutionContext,
+    postgres: PostgresResource,
+    alerts: AlertsResource,
+    metrics: MetricsResource,
+    evaluations: Collection[CheckEvaluation],
+    table: str,
+) -> None:
+    """Each failed check raises a `data_quality` alert (once per check and span of months); the pass rate is
+    recorded in `ops.metrics` (stage `quality.<table>`)."""
+    months = context.partition_key_range if context.has_partition_key_range else None
+    span = f"{months.start[:7]}..{months.end[:7]}" if months else ""
+    events = [
+        data_quality(
+            evaluation.asset,
+            evaluation.check,
+            span,
+            evaluation.observed if isinstance(evaluation.observed, Mapping) else {"value": evaluation.observed},
+            evaluation.severity is Severity.BLOCKING,
+        )
+        for evaluation in evaluations
+        if not evaluation.success
+    ]
+    passed = [evaluation.success for evaluation in evaluations]
+    with postgres.connect() as connection:
+        alerts.raise_and_deliver(connection, events, context.log)
+        metrics.report(
+            connection, quality_metrics(context.run.run_id, "", passed, stage=f"quality.{table}"), context.log
+        )
+
+
 def build_relation_checks(relation_name: str) -> dg.AssetChecksDefinition:
     """The multi-asset check of one raw relation: every check of its suite, volume for fin_trans, and freshness."""
     relation = RELATIONS[relation_name]
@@ -115,13 +148,18 @@ def build_relation_checks(relation_name: str) -> dg.AssetChecksDefinition:
         can_subset=True,
     )
     def relation_quality(
-        context: dg.AssetCheckExecutionContext, postgres: PostgresResource, output_store: OutputStoreResource
+        context: dg.AssetCheckExecutionContext,
+        postgres: PostgresResource,
+        output_store: OutputStoreResource,
+        alerts: AlertsResource,
+        metrics: MetricsResource,
     ) -> Iterator[dg.AssetCheckResult]:
         span = Span.of_months(*Settings.from_env().months)
         selected = {key.name for key in context.selected_asset_check_keys}
         months = run_months(context, span) if relation.partition_column else None
         quality = evaluate_relation(postgres.target(), relation_name, context.run.run_id, span, months, selected)
         docs = _publish_on_blocking_failure(context, postgres, output_store, quality.checks.values())
+        _report_outcome(context, postgres, alerts, metrics, list(quality.checks.values()), relation.table)
         for check, evaluation in quality.checks.items():
             if not evaluation.success:
                 context.log.warning(f"{evaluation.asset} {check} failed: {evaluation.observed}")
@@ -161,7 +199,11 @@ def build_feature_checks(asset_key: dg.AssetKey = FEATURE_TABLE_KEY) -> dg.Asset
         can_subset=True,
     )
     def feature_quality(
-        context: dg.AssetCheckExecutionContext, postgres: PostgresResource, output_store: OutputStoreResource
+        context: dg.AssetCheckExecutionContext,
+        postgres: PostgresResource,
+        output_store: OutputStoreResource,
+        alerts: AlertsResource,
+        metrics: MetricsResource,
     ) -> Iterator[dg.AssetCheckResult]:
         span = Span.of_months(*Settings.from_env().months)
         selected = {key.name for key in context.selected_asset_check_keys}
@@ -169,6 +211,7 @@ def build_feature_checks(asset_key: dg.AssetKey = FEATURE_TABLE_KEY) -> dg.Asset
             postgres.target(), asset_key.to_user_string(), context.run.run_id, span, run_months(context, span), selected
         )
         docs = _publish_on_blocking_failure(context, postgres, output_store, evaluations.values())
+        _report_outcome(context, postgres, alerts, metrics, list(evaluations.values()), spec.table)
         for evaluation in evaluations.values():
             yield check_result(asset_key, evaluation, context.run.run_id, docs)
 
