@@ -311,3 +311,19 @@ def test_a_source_url_with_a_refused_password_is_named_without_it(tmp_path: Path
         check_source(url)
     assert "cannot connect to the source postgresql://ads:***@127.0.0.1" in str(refused.value)
     assert_no_part(str(refused.value), WRONG)
+
+
+def test_tls_settings_of_the_url_reach_every_client() -> None:
+    """sslmode and sslrootcert in ADS_DATABASE_URL reach psycopg, SQLAlchemy (Dagster's storage, GX) and dbt."""
+    url = "postgresql://ads:pw@db.example.com:5432/ads?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Frds.pem"
+    target = PostgresTarget.from_url(url)
+    assert (target.sslmode, target.sslrootcert) == ("verify-full", "/etc/ssl/rds.pem")
+    conninfo = conninfo_to_dict(target.conninfo())
+    assert (conninfo["sslmode"], conninfo["sslrootcert"]) == ("verify-full", "/etc/ssl/rds.pem")
+    storage = make_url(target.sqlalchemy_url())
+    assert storage.query == {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/rds.pem"}
+    environment = target.dbt_profile_env()
+    assert (environment["PGSSLMODE"], environment["PGSSLROOTCERT"]) == ("verify-full", "/etc/ssl/rds.pem")
+    plain = PostgresTarget.from_url("postgresql://ads:pw@db.example.com/ads")
+    assert plain.sslmode is None and "sslmode" not in conninfo_to_dict(plain.conninfo())
+    assert "PGSSLMODE" not in plain.dbt_profile_env()

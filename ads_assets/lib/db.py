@@ -26,7 +26,7 @@ _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.\-]*)://(.*?)\s*$", re.DOTALL)
 _POSTGRES_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?$", re.IGNORECASE)
 _URL_HOST = re.compile(r"^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
 """A host a SQLAlchemy URL can carry as its host part; any other goes in its query (`?host=`)."""
-_QUERY_KEYS = frozenset({"host", "port", "user", "password", "dbname"})
+_QUERY_KEYS = frozenset({"host", "port", "user", "password", "dbname", "sslmode", "sslrootcert"})
 _SECRET_DELIMITERS = re.compile(r"""[@/:?#&=%'"\\\s]+""")
 SCRUBBED = "***"
 
@@ -45,6 +45,8 @@ class UrlParts:
     host: str | None = None
     port: int | None = None
     dbname: str | None = None
+    sslmode: str | None = None
+    sslrootcert: str | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -73,7 +75,8 @@ def split_url(url: str) -> UrlParts:
     The user and password end at the last `@`, so the password may hold any character, raw or
     percent-encoded (`%25` for a `%` followed by two hex digits); the user ends at the first `:`. An `@`
     in the host, database or query must be written `%40`. The query's `host`, `port`, `user`, `password`
-    and `dbname` (libpq's names) win over the same parts before it; other query keys are ignored. A `+` in
+    and `dbname` (libpq's names) win over the same parts before it; `sslmode` and `sslrootcert` are kept, other
+    query keys ignored. A `+` in
     the query is a space when the scheme names a driver (`postgresql+psycopg2://`, SQLAlchemy's form, whose
     query is form-encoded), else a `+` (libpq's form).
     Raises DatabaseUrlError, whose message holds no part of the password.
@@ -210,6 +213,10 @@ class PostgresTarget:
     user: str
     password: str | None
     dbname: str
+    sslmode: str | None = None
+    """libpq's sslmode (`require`, `verify-full`, …); None: libpq's default (`prefer`)."""
+    sslrootcert: str | None = None
+    """The CA certificate file that `verify-ca` and `verify-full` check the server's certificate against."""
 
     @classmethod
     def from_url(cls, url: str) -> PostgresTarget:
@@ -223,6 +230,8 @@ class PostgresTarget:
             user=parts.user or "postgres",
             password=parts.password or None,
             dbname=parts.dbname or "postgres",
+            sslmode=parts.sslmode,
+            sslrootcert=parts.sslrootcert,
         )
 
     def dbt_profile_env(self) -> dict[str, str]:
@@ -236,7 +245,19 @@ class PostgresTarget:
             "ADS_PG_USER": self.user,
             "ADS_PG_PASSWORD": self.password or "",
             "ADS_PG_DBNAME": self.dbname,
+            **self._tls_environment(),
         }
+
+    def _tls_environment(self) -> dict[str, str]:
+        """libpq's PGSSLMODE / PGSSLROOTCERT, which dbt's psycopg2 connection reads, for the TLS settings given."""
+        return {
+            name: value
+            for name, value in (("PGSSLMODE", self.sslmode), ("PGSSLROOTCERT", self.sslrootcert))
+            if value is not None
+        }
+
+    def _tls(self) -> dict[str, str]:
+        return {name: value for name, value in (("sslmode", self.sslmode), ("sslrootcert", self.sslrootcert)) if value}
 
     @property
     def is_socket(self) -> bool:
@@ -255,7 +276,7 @@ class PostgresTarget:
             host=None if in_query else self.host,
             port=None if in_query else self.port,
             database=self.dbname,
-            query={"host": self.host, "port": str(self.port)} if in_query else {},
+            query=({"host": self.host, "port": str(self.port)} if in_query else {}) | self._tls(),
         )
         return url.render_as_string(hide_password=False)
 
@@ -264,7 +285,13 @@ class PostgresTarget:
         from psycopg.conninfo import make_conninfo
 
         return make_conninfo(
-            "", host=self.host, port=self.port, user=self.user, dbname=self.dbname, password=self.password
+            "",
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            dbname=self.dbname,
+            password=self.password,
+            **self._tls(),
         )
 
     def scrub(self, text: str) -> str:
