@@ -1,10 +1,8 @@
-"""The jobs the schedules start: the nightly data-quality report and the retrain of the latest month's model."""
+"""The jobs the schedules and sensors start: the nightly data-quality report and the retrain of a month's model."""
 
 import dagster as dg
 
-QUALITY_REPORT_KEY = dg.AssetKey(["quality", "report"])
-MODELS_KEY = dg.AssetKey(["detection", "anomaly_models"])
-MODEL_SELECTION_KEY = dg.AssetKey(["detection", "model_selection"])
+from ads_assets.defs.keys import MODELS_KEY, QUALITY_REPORT_KEY, SELECTION_KEY
 
 nightly_quality_job = dg.define_asset_job(
     name="nightly_quality_report",
@@ -14,6 +12,6 @@ nightly_quality_job = dg.define_asset_job(
 
 retrain_job = dg.define_asset_job(
     name="monthly_retrain",
-    selection=dg.AssetSelection.assets(MODELS_KEY, MODEL_SELECTION_KEY),
+    selection=dg.AssetSelection.assets(MODELS_KEY, SELECTION_KEY),
     description="Retrain the anomaly model of a month and select its champion on fresh canaries.",
 )

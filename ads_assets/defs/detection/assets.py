@@ -8,7 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from ads_assets.defs.detection.io_manager import TrainedModel, recorded_partition_model
-from ads_assets.defs.detection.selection import SELECTION_KEY, Champions
+from ads_assets.defs.detection.selection import Champions
+from ads_assets.defs.keys import FEATURES_KEY, LABELS_KEY, MISSING_PAYMENTS_KEY, MODELS_KEY, SCORES_KEY, SELECTION_KEY
 from ads_assets.defs.partitions import monthly_partitions, next_month
 from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.alerting import HIGH_SEVERITY_SCORE, AlertEvent, high_severity_anomalies
@@ -29,10 +30,6 @@ from ads_assets.lib.tables import (
     read_window,
     with_analyst_labels,
 )
-
-FEATURES_KEY = dg.AssetKey(["marts", "fct_transaction_features"])
-MISSING_PAYMENTS_KEY = dg.AssetKey(["marts", "fct_missing_payments"])
-MODELS_KEY = dg.AssetKey(["detection", "anomaly_models"])
 
 
 class DetectionConfig(dg.Config):
@@ -101,7 +98,7 @@ def _monthly_rows(connection) -> tuple[date | None, dict[date, int]]:
 
 @dg.asset(
     key=MODELS_KEY,
-    deps=[FEATURES_KEY, dg.AssetKey(["anomaly", "labels"])],
+    deps=[FEATURES_KEY, LABELS_KEY],
     partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="models",
@@ -258,7 +255,7 @@ def _drift_alerts(drift: pd.DataFrame) -> list[AlertEvent]:
 
 
 @dg.asset(
-    key=dg.AssetKey(["anomaly", "transaction_scores"]),
+    key=SCORES_KEY,
     deps=[FEATURES_KEY, SELECTION_KEY],
     partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),

@@ -10,6 +10,7 @@ import pandas as pd
 import psycopg
 
 from ads_assets.defs.dbt.project import dbt_project, target_folder
+from ads_assets.defs.keys import FEATURES_KEY, MODELS_KEY, SELECTION_KEY
 from ads_assets.defs.partitions import monthly_partitions, next_month
 from ads_assets.defs.resources import OutputStoreResource, PostgresResource
 from ads_assets.lib.canaries import NORMAL, Canaries, build_canaries, read_spans
@@ -34,9 +35,6 @@ from ads_assets.lib.detection.selection import (
 from ads_assets.lib.publish import publish_month, reconcile
 from ads_assets.lib.tables import FEATURES_TABLE, LABELS_TABLE, read_query
 
-SELECTION_KEY = dg.AssetKey(["detection", "model_selection"])
-FEATURES_KEY = dg.AssetKey(["marts", "fct_transaction_features"])
-MODELS_KEY = dg.AssetKey(["detection", "anomaly_models"])
 ANALYST_CONFIRMED = "analyst_confirmed"
 
 

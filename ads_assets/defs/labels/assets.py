@@ -2,12 +2,10 @@
 
 import dagster as dg
 
+from ads_assets.defs.keys import FEATURES_KEY, LABELS_KEY
 from ads_assets.defs.resources import PostgresResource
 from ads_assets.lib.db import connect
 from ads_assets.lib.labels import labeller, labels_inbox, take_inbox
-
-LABELS_KEY = dg.AssetKey(["anomaly", "labels"])
-FEATURES_KEY = dg.AssetKey(["marts", "fct_transaction_features"])
 
 
 @dg.asset(key=LABELS_KEY, deps=[FEATURES_KEY], group_name="labels", kinds={"postgres", "python"})
