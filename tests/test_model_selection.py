@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from ads_assets.bundled import dbt_project_dir
-from ads_assets.defs.detection.selection import Champions
+from ads_assets.defs.detection.selection import Champions, _recall_drops
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.canaries import CANARY_KINDS, Canaries, build_canaries, canary_database_name, injector_frame, plant
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
@@ -37,6 +37,7 @@ from ads_assets.lib.detection.selection import (
     top_overlap,
 )
 from ads_assets.lib.detection.tails import FeatureTailsDetector
+from ads_assets.lib.metrics import Metric
 from ads_assets.lib.tables import read_query
 from tests.marts import load_source
 
@@ -275,3 +276,20 @@ def test_a_month_is_scored_by_the_champion_and_compared_with_the_runner_up_in_sh
     assert {key: month.shadow[key] for key in expected} == expected
     assert shadow.loc[0, ["champion", "runner_up", "rows"]].tolist() == ["tails", "default", len(bank.month)]
     assert month.shadow["top_overlap"] == top_overlap(champion.table["score"].to_numpy(), runner_up["score"].to_numpy())
+
+
+def test_a_canary_recall_drop_is_judged_against_what_the_alert_budget_lets_through() -> None:
+    """A champion that catches all it may (its budget caps it at 0.2 of the canaries) raises nothing; one that
+    catches less than half of that raises a model_performance alert naming its model and month."""
+    rows = [
+        Metric("run", "1996-01", "canaries", "recall", 0.2),
+        Metric("run", "1996-01", "canaries", "recall_achievable", 0.2),
+        Metric("run", "1996-07", "canaries", "recall", 0.05),
+        Metric("run", "1996-07", "canaries", "recall_achievable", 0.2),
+    ]
+    champions = {
+        month: {"champion": "lstm", "runner_up": None, "model_version": f"v{month}"} for month in ("1996-01", "1996-07")
+    }
+    (drop,) = _recall_drops(rows, champions)
+    assert (drop.kind, drop.subject) == ("model_performance", "model v1996-07")
+    assert drop.message == "canary_recall 0.050 is below 0.100 in 1996-07"

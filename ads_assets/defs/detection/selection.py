@@ -12,11 +12,13 @@ import psycopg
 from ads_assets.defs.dbt.project import dbt_project, target_folder
 from ads_assets.defs.keys import FEATURES_KEY, MODELS_KEY, SELECTION_KEY
 from ads_assets.defs.partitions import monthly_partitions, next_month
-from ads_assets.defs.resources import OutputStoreResource, PostgresResource
+from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
+from ads_assets.lib.alerting import AlertEvent, model_performance
 from ads_assets.lib.canaries import NORMAL, Canaries, build_canaries, read_spans
 from ads_assets.lib.detection.ensemble import EnsembleDetector
 from ads_assets.lib.detection.scoring import by_date, empty_scores, score_month
 from ads_assets.lib.detection.selection import (
+    BASELINE,
     LEADERBOARD_PUBLICATION,
     baseline_ensemble,
     baseline_training,
@@ -32,8 +34,9 @@ from ads_assets.lib.detection.selection import (
     selected,
     top_overlap,
 )
+from ads_assets.lib.metrics import Metric, canary_metrics
 from ads_assets.lib.publish import publish_month, reconcile
-from ads_assets.lib.tables import FEATURES_TABLE, LABELS_TABLE, read_query
+from ads_assets.lib.tables import FEATURES_TABLE, LABELS_TABLE, read_query, with_analyst_labels
 
 ANALYST_CONFIRMED = "analyst_confirmed"
 
@@ -87,6 +90,8 @@ def model_selection(
     anomaly_models: dict[str, EnsembleDetector],
     postgres: PostgresResource,
     output_store: OutputStoreResource,
+    metrics: MetricsResource,
+    alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     """Which way of scoring each retrain's model uses: the champion of its candidates, and the runner-up.
 
@@ -115,12 +120,24 @@ def model_selection(
         canaries = _canaries(postgres, connection, selectable, config) if selectable else None
         build_seconds = time.perf_counter() - started
         labels = _labels(connection)
+        canary_rows: list[Metric] = []
         for retrain in selectable:
-            board = _evaluate(connection, retrain, canaries, labels)
-            if board is None:
+            evaluation = _evaluate(connection, retrain, canaries, labels)
+            if evaluation is None:
                 context.log.info(f"{retrain.retrain_month:%Y-%m}: no positives in the validation month, no selection")
                 continue
+            board, scores, kinds = evaluation
             boards[f"{retrain.retrain_month:%Y-%m}"] = board
+            champion = str(board["candidate"].iloc[0])
+            threshold = -np.inf if champion == BASELINE else retrain.model.threshold
+            champion_alerts = flagged(scores[champion], threshold, retrain.model.alert_budget)
+            partition = f"{retrain.retrain_month:%Y-%m}"
+            positives = int((kinds != NORMAL).sum())
+            budget = max(1, int(np.floor(retrain.model.alert_budget * len(champion_alerts))))
+            canary_rows += [
+                *canary_metrics(context.run.run_id, partition, kinds != NORMAL, champion_alerts),
+                Metric(context.run.run_id, partition, "canaries", "recall_achievable", min(1.0, budget / positives)),
+            ]
             publish_month(
                 store,
                 connection,
@@ -134,6 +151,8 @@ def model_selection(
                 "runner_up": str(board["candidate"].iloc[1]) if len(board) > 1 else None,
                 "model_version": retrain.version,
             }
+        metrics.report(connection, canary_rows, context.log)
+        alerts.raise_and_deliver(connection, _recall_drops(canary_rows, champions), context.log)
     for retrain in retrains:
         chosen = champions.get(f"{retrain.retrain_month:%Y-%m}", {"champion": "default", "runner_up": None})
         weights = candidate_weights(retrain.model.weights, chosen["champion"] or "default")
@@ -249,10 +268,32 @@ def _labels(connection: psycopg.Connection) -> pd.DataFrame:
     )
 
 
+CANARY_RECALL_FLOOR = 0.5
+"""A champion whose alerts catch less than this share of the canaries they could catch (the month's alert budget
+caps them: `recall_achievable`) raises a `model_performance` alert."""
+
+
+def _recall_drops(rows: list[Metric], champions: dict[str, dict[str, str | None]]) -> list[AlertEvent]:
+    values = {(row.partition, row.name): row.value for row in rows}
+    drops = []
+    for (partition, name), recall in values.items():
+        if name != "recall" or partition not in champions:
+            continue
+        floor = CANARY_RECALL_FLOOR * values.get((partition, "recall_achievable"), 1.0)
+        if recall < floor:
+            version = str(champions[partition]["model_version"])
+            drops.append(model_performance(version, "canary_recall", recall, round(floor, 3), partition))
+    return drops
+
+
 def _evaluate(
     connection: psycopg.Connection, retrain: Retrain, canaries: Canaries, labels: pd.DataFrame
-) -> pd.DataFrame | None:
-    """The leaderboard of `retrain` on its validation month with canaries and the labels known then."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray] | None:
+    """The leaderboard of `retrain` on its validation month with canaries and the labels known then, with every
+    candidate's scores and each row's kind (`NORMAL` for the rest).
+
+    The rows carry the labels known at retrain time (`analyst_label`), so the supervised candidate reads its
+    label risk features as it will when scoring."""
     month = retrain.validation_month
     model = retrain.model
     start = month - timedelta(days=model.lookback_days)
@@ -277,11 +318,13 @@ def _evaluate(
     kinds = _kinds(frame, canaries, known)
     if not (kinds != NORMAL).any():
         return None
+    label_of = dict(zip(known["trans_id"].astype(int), known["label"].astype(str), strict=True))
+    frame, history = with_analyst_labels(frame, label_of), with_analyst_labels(history, label_of)
     scored = model.score_frame(frame, history if model.lookback_days else None)
     baseline = baseline_ensemble(model, _baseline_training(connection, retrain), model.random_state)
     scores = candidate_scores(model, scored, baseline, frame)
     singles = [candidate.name for candidate in candidates(model.weights) if candidate.is_single]
-    return leaderboard(scores, kinds, singles)
+    return leaderboard(scores, kinds, singles), scores, kinds
 
 
 def _kinds(frame: pd.DataFrame, canaries: Canaries, labels: pd.DataFrame) -> np.ndarray:
