@@ -1,6 +1,7 @@
 """dbt models as Dagster assets: one lineage from raw files to per-transaction features."""
 
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,8 @@ from ads_assets.defs.dbt.project import (
     target_folder,
 )
 from ads_assets.defs.partitions import monthly_partitions
-from ads_assets.defs.resources import PostgresResource
+from ads_assets.defs.resources import MetricsResource, PostgresResource
+from ads_assets.lib.metrics import seconds_metric
 
 PARTITIONED_MODELS = "fct_transaction_features"
 LAYER_OF_FOLDER = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
@@ -104,10 +106,15 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres:
     name="dbt_partitioned_models",
 )
 def dbt_partitioned_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource, metrics: MetricsResource
 ) -> Iterator:
-    """The monthly feature table, rebuilt for the run's window of months in one dbt invocation."""
+    """The monthly feature table, rebuilt for the run's window of months in one dbt invocation; the build's wall
+    time goes to `ops.metrics` (stage `features`, `build_seconds`)."""
     window = context.partition_time_window
+    started = time.perf_counter()
     yield from _run_dbt(
         context, dbt, postgres, {"min_date": f"{window.start:%Y-%m-%d}", "max_date": f"{window.end:%Y-%m-%d}"}
     )
+    build = seconds_metric(context.run.run_id, "", "features", "build_seconds", time.perf_counter() - started)
+    with postgres.connect() as connection:
+        metrics.report(connection, [build], context.log)
