@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ads_assets.defs.keys import MODELS_KEY, QUALITY_REPORT_KEY, SELECTION_KEY
+from ads_assets.defs.keys import LABELS_KEY, MODELS_KEY, QUALITY_REPORT_KEY, SELECTION_KEY
 
 nightly_quality_job = dg.define_asset_job(
     name="nightly_quality_report",
@@ -12,6 +12,9 @@ nightly_quality_job = dg.define_asset_job(
 
 retrain_job = dg.define_asset_job(
     name="monthly_retrain",
-    selection=dg.AssetSelection.assets(MODELS_KEY, SELECTION_KEY),
-    description="Retrain the anomaly model of a month and select its champion on fresh canaries.",
+    selection=dg.AssetSelection.assets(LABELS_KEY, MODELS_KEY, SELECTION_KEY),
+    description=(
+        "Apply the labels inbox, retrain the anomaly model of a month with the analyst labels, and select its "
+        "champion on fresh canaries."
+    ),
 )
