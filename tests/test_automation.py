@@ -25,6 +25,14 @@ def test_both_schedules_are_off_until_turned_on() -> None:
     assert monthly_retrain_schedule.cron_schedule == "0 3 1 * *"
 
 
+def test_the_nightly_quality_report_asks_for_the_report_job() -> None:
+    with dg.instance_for_test() as instance:
+        result = nightly_quality_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+    (request,) = result.run_requests
+    assert request.partition_key is None
+    assert nightly_quality_schedule.job_name == "nightly_quality_report"
+
+
 def test_the_monthly_retrain_asks_for_the_latest_month_once() -> None:
     with dg.instance_for_test() as instance:
         request = monthly_retrain_schedule(dg.build_schedule_context(instance=instance))
