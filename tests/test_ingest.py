@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ads_assets.lib.berka.formats import SourceError, detect_source
+from ads_assets.lib.berka.formats import SourceError, SourceFile, SourceFormat, detect_source
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import connect, table_count
 from ads_assets.lib.ingest import (
@@ -209,3 +209,36 @@ def test_missing_file_and_unknown_folder_give_one_line_errors(real_berka: Path, 
     with pytest.raises(SourceError) as empty:
         detect_source(tmp_path / "empty")
     assert "\n" not in str(empty.value)
+
+
+def test_an_appended_batch_adds_its_new_rows_and_quarantines_the_rest(
+    real_berka: Path, fresh_database, tmp_path: Path
+) -> None:
+    """A batch of the inbox: new transactions are added, one already loaded and one unreadable are quarantined
+    with their reasons, and nothing loaded before moves."""
+    sources = detect_source(real_berka / "pkdd99")
+    header, *lines = Path(sources["trans"].location).read_text(encoding="latin-1").splitlines()
+    march = [line for line in lines if ";9303" in line][:1]
+    april = [line for line in lines if ";9304" in line][:2]
+    batch = tmp_path / "batch.asc"
+    batch.write_text("\n".join([header, *april, *march, "1;2;not-a-date;x"]) + "\n", encoding="latin-1")
+    with connect(fresh_database) as connection:
+        for name in LOAD_ORDER[:-1]:
+            load_relation(connection, sources[name])
+        loaded = load_relation(connection, sources["trans"], MonthWindow(date(1993, 3, 1), date(1993, 4, 1)))
+        appended = load_relation(connection, SourceFile("trans", str(batch), SourceFormat.PKDD99), append=True)
+        months = dict(
+            connection.execute("SELECT to_char(date, 'YYYY-MM'), count(*) FROM raw.fin_trans GROUP BY 1").fetchall()
+        )
+        reasons = [
+            row[0]
+            for row in connection.execute(
+                f"SELECT reason FROM {QUARANTINE_TABLE} WHERE source_sha256 = %s ORDER BY line_number",
+                (appended.sha256,),
+            )
+        ]
+    assert (appended.rows_read, appended.rows_accepted, appended.rows_quarantined) == (4, 2, 2)
+    assert appended.reconciles and appended.window == "append"
+    assert months == {"1993-03": loaded.rows_accepted, "1993-04": 2}
+    assert reasons[0].startswith("trans_id ") and reasons[0].endswith(" already loaded")
+    assert reasons[1] == "expected 10 fields, found 4"

@@ -21,6 +21,8 @@ from ads_assets.lib.raw_schema import LOAD_AUDIT_TABLE, QUARANTINE_TABLE, ensure
 from ads_assets.settings import PLAUSIBLE_FROM_VARIABLE, plausible_from_env
 
 FULL_LOAD = "all"
+APPEND = "append"
+"""The `window` of a load that adds a batch of rows to those loaded."""
 
 
 class ReconciliationError(RuntimeError):
@@ -137,8 +139,15 @@ class _RowScreen:
     """Checks beyond one field: dates outside the plausible window, duplicate keys within the source and keys
     that point at no parent row."""
 
-    def __init__(self, relation: Relation, parent_keys: dict[str, set[Any]], plausible: PlausibleWindow):
+    def __init__(
+        self,
+        relation: Relation,
+        parent_keys: dict[str, set[Any]],
+        plausible: PlausibleWindow,
+        loaded_keys: frozenset[Any] | set[Any] = frozenset(),
+    ):
         self.relation = relation
+        self.loaded_keys = loaded_keys
         self.plausible = plausible
         self.first_day = plausible.start or date.min
         self.last_day = plausible.end
@@ -160,6 +169,8 @@ class _RowScreen:
             if day is not None and not self.first_day <= day <= self.last_day:
                 return self.plausible.reason(day, column)
         key = values[self.key_index]
+        if key in self.loaded_keys:
+            return f"{self.relation.key} {key} already loaded"
         first_line = self.first_line_of.setdefault(key, row.line_number)
         if first_line != row.line_number:
             return f"duplicate {self.relation.key} {key} (first at line {first_line})"
@@ -174,8 +185,12 @@ def load_relation(
     source: SourceFile,
     window: MonthWindow | None = None,
     plausible: PlausibleWindow | None = None,
+    append: bool = False,
 ) -> LoadReport:
     """Replace the relation's rows (or the window's, for a partitioned relation) with the source's.
+
+    With `append`, the source's rows are added to those loaded and nothing is replaced: a row whose key is
+    already loaded is quarantined ("already loaded"), as a batch of new transactions from the inbox is.
 
     Rows dated outside `plausible` are quarantined; by default the window starts at ADS_PLAUSIBLE_FROM, else
     at the earliest opening in `raw.fin_account` (accounts themselves get no start), and ends today.
@@ -188,19 +203,21 @@ def load_relation(
         relation=relation.name,
         source_file=source.location,
         sha256=source.sha256(),
-        window=window.label if window else FULL_LOAD,
+        window=APPEND if append else (window.label if window else FULL_LOAD),
     )
     quarantined: list[Quarantined] = []
     with connection.transaction(), connection.cursor() as cursor:
         ensure_raw_schema(cursor)
         plausible = plausible or _loaded_plausible_window(cursor, relation)
         report.plausible_window = plausible.label
-        screen = _RowScreen(relation, _parent_keys(cursor, relation), plausible)
-        _delete_window(cursor, relation, window)
+        loaded = _loaded_keys(cursor, relation) if append else frozenset()
+        screen = _RowScreen(relation, _parent_keys(cursor, relation), plausible, loaded)
+        if not append:
+            _delete_window(cursor, relation, window)
         accepted = _accepted_rows(read_rows(source), relation, screen, window, report, quarantined)
-        copy_rows(cursor, raw_table(relation), relation.column_names, accepted)
+        written = copy_rows(cursor, raw_table(relation), relation.column_names, accepted)
         _write_quarantine(cursor, report, quarantined)
-        report.rows_accepted = _window_count(cursor, relation, window)
+        report.rows_accepted = written if append else _window_count(cursor, relation, window)
         report.rows_quarantined = table_count(
             cursor, QUARANTINE_TABLE, "WHERE relation = %s AND source_sha256 = %s", (relation.name, report.sha256)
         )
@@ -254,6 +271,11 @@ def _parent_keys(cursor: psycopg.Cursor, relation: Relation) -> dict[str, set[An
         cursor.execute(f"SELECT {parent.key} FROM {raw_table(parent)}")  # noqa: S608 - table names are module constants, values go as parameters
         keys[parent_name] = {row[0] for row in cursor.fetchall()}
     return keys
+
+
+def _loaded_keys(cursor: psycopg.Cursor, relation: Relation) -> set[Any]:
+    cursor.execute(f"SELECT {relation.key} FROM {raw_table(relation)}")  # noqa: S608 - identifiers from the RELATIONS constants
+    return {row[0] for row in cursor.fetchall()}
 
 
 def _window_filter(relation: Relation, window: MonthWindow | None) -> tuple[str, tuple]:
