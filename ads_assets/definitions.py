@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ads_assets.defs.automation.inbox import inbox_batch_job, transactions_inbox
 from ads_assets.defs.automation.jobs import nightly_quality_job, retrain_job
 from ads_assets.defs.automation.schedules import monthly_retrain_schedule, nightly_quality_schedule
 from ads_assets.defs.automation.sensors import drift_retrain, run_failure_alert
@@ -40,9 +41,9 @@ defs = dg.Definitions(
         missing_payments,
     ],
     asset_checks=[*quality_checks, *feature_quality_checks, *detection_checks],
-    jobs=[ads_full_job, nightly_quality_job, retrain_job],
+    jobs=[ads_full_job, nightly_quality_job, retrain_job, inbox_batch_job],
     schedules=[nightly_quality_schedule, monthly_retrain_schedule],
-    sensors=[run_failure_alert, drift_retrain],
+    sensors=[run_failure_alert, drift_retrain, transactions_inbox],
     executor=locked_executor,
     resources={
         "postgres": postgres_resource(settings),

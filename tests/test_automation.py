@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from ads_assets.defs.automation.inbox import transactions_inbox
 from ads_assets.defs.automation.schedules import monthly_retrain_schedule, nightly_quality_schedule
 from ads_assets.defs.automation.sensors import drift_retrain, run_failure_alert
 from ads_assets.defs.partitions import monthly_partitions
@@ -110,3 +112,23 @@ def test_a_major_drift_requests_the_retrain_of_the_next_month_once(
     assert first.cursor == "2026-12-01T00:00:00+00:00"
     again = drift_retrain(dg.build_sensor_context(cursor=first.cursor, resources={"postgres": postgres}))
     assert again.run_requests == []
+
+
+def test_the_inbox_sensor_asks_for_one_run_per_batch_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADS_INBOX", str(tmp_path))
+    assert isinstance(transactions_inbox(dg.build_sensor_context()), dg.SkipReason)
+    (tmp_path / "b.tsv").write_text("fin rows\n")
+    (tmp_path / "a.asc").write_text("trans rows\n")
+    (tmp_path / "notes.txt").write_text("not a batch\n")
+    (tmp_path / "processed").mkdir()
+    (tmp_path / "processed" / "old.asc").write_text("taken before\n")
+    result = transactions_inbox(dg.build_sensor_context())
+    requested = [
+        (request.run_key, request.run_config["ops"]["score_inbox_batch"]["config"]["path"])
+        for request in result.run_requests
+    ]
+    assert requested == [
+        (hashlib.sha256(b"trans rows\n").hexdigest(), str(tmp_path / "a.asc")),
+        (hashlib.sha256(b"fin rows\n").hexdigest(), str(tmp_path / "b.tsv")),
+    ]
+    assert transactions_inbox.default_status == dg.DefaultSensorStatus.RUNNING

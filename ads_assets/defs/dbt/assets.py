@@ -46,7 +46,7 @@ manifest = ensure_manifest(dbt_project)
 
 
 @contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def environment_variables(values: Mapping[str, str]) -> Iterator[None]:
     """`values` set in os.environ (which the dbt subprocess inherits) for the block, then restored."""
     previous = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -81,7 +81,7 @@ def _run_dbt(
     prune_invocation_folders(dbt_project)
     window_env = {f"ADS_FEATURES_{name.upper()}": value for name, value in (window or {}).items()}
     dbt_env = {"DBT_TARGET_PATH": str(target_folder(dbt_project)), "DBT_USE_COLORS": "false"}
-    with _environment({"ADS_FEATURES_MIN_DATE": "", "ADS_FEATURES_MAX_DATE": "", **window_env, **dbt_env}):
+    with environment_variables({"ADS_FEATURES_MIN_DATE": "", "ADS_FEATURES_MAX_DATE": "", **window_env, **dbt_env}):
         invocation = dbt.cli(["build"], context=context)
     yield from invocation.stream()
 
