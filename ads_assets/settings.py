@@ -43,6 +43,7 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "the secret (32+ characters) that signs model files; set the same one where hosts share models",
     ),
     ("ADS_LABELS", "$ADS_HOME/labels", "the labels inbox: its *.csv files are applied by the next run"),
+    ("ADS_INBOX", "./ads_inbox", "the transactions inbox: batch files dropped there are scored under ads dev"),
     ("ADS_LOCK_TIMEOUT", "0", "seconds a run waits for another run on the same ADS_HOME before refusing"),
     ("ADS_ALERT_WEBHOOK", "unset: alerts are logged only", "a Slack-compatible webhook URL for alerts (a secret)"),
     ("ADS_CLOUDWATCH_NAMESPACE", "unset: no CloudWatch", "the CloudWatch namespace the run's metrics go to"),
