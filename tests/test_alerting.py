@@ -22,6 +22,7 @@ from ads_assets.lib.alerting import (
     drift,
     high_severity_anomalies,
     raise_and_deliver,
+    raise_events,
     run_failure,
 )
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
@@ -261,3 +262,15 @@ def test_the_resource_posts_to_ads_alert_webhook_and_settings_hide_it(
     assert settings.alert_webhook == url
     assert url not in repr(settings)
     assert alerts_resource(replace(settings, alert_webhook=None)).webhook_url is None
+
+
+def test_a_high_score_beyond_the_alert_budget_has_no_reasons_and_is_stored(connection: psycopg.Connection) -> None:
+    """A row scoring 0.95 or more that the month's alert budget left unflagged carries no reasons (NaN in the
+    frame): its event stores null reasons, not the invalid JSON token NaN."""
+    (event,) = high_severity_anomalies(
+        [{"trans_id": 7, "month": "1998-12", "score": 0.97, "reasons": float("nan"), "account_id": 3}]
+    )
+    assert event.details["reasons"] is None
+    assert [stored.event_key for stored in raise_events(connection, [event])] == [event.event_key]
+    (reasons,) = connection.execute("SELECT details->'reasons' FROM anomaly.alerts").fetchone()
+    assert reasons is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import pandas as pd
 import psycopg
 from psycopg import sql
 
@@ -405,9 +407,12 @@ def _truncated(text: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-ready value: numpy scalars to Python numbers, anything else unknown to its text."""
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
+    """A JSON-ready value: numpy scalars to Python numbers, a missing value (NaN, NA) to None, anything else
+    unknown to its text."""
     if hasattr(value, "item"):
-        return value.item()
+        value = value.item()
+    if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, str | bool | int | float):
+        return value
     return str(value)
