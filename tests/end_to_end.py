@@ -7,7 +7,7 @@ tests of `tests/test_cli.py` assert on it:
 - `rescored`: `ads run --months 1993-02:1993-03 --retrain-every 1` on a copy of the built home and output;
 - `failed_run`: `ads run` on another copy, whose raw.fin_trans refuses every row (a CHECK constraint);
 - `reran`: on a third copy, `ads run` again with nothing new, then with one line of the last month changed,
-  then after `ads label` of a transaction of 1993-03;
+  then after `ads label` of a transaction of 1993-04;
 - `recovery`: on a fourth copy, `ads run --months` killed with SIGKILL once it has ingested, again as it
   starts scoring, then two such runs started at once: one refuses in one line, the other recovers what the
   killed ones left and succeeds;
@@ -51,8 +51,8 @@ from ads_assets.lib.storage import OutputStore, s3_region
 from ads_assets.lib.tables import SCORES_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
-LABELLED_MONTH = "1993-03"
-"""The month of the transaction `reran` labels: the next run redoes it and the month after it."""
+LABELLED_MONTH = "1993-04"
+"""The month of the transaction `reran` labels (the last): the next run redoes it alone."""
 RUNS = ("built", "rescored", "failed_run", "s3_run", "reran", "recovery")
 COPIES = frozenset({"rescored", "failed_run", "reran", "recovery"})
 """The runs made on a copy of the built pipeline."""
