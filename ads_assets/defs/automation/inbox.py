@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 
 from ads_assets.defs.dbt.assets import PARTITIONED_MODELS, environment_variables, manifest
 from ads_assets.defs.dbt.project import dbt_project, ensure_partial_parse, target_folder
@@ -24,7 +25,7 @@ from ads_assets.defs.keys import MODELS_KEY
 from ads_assets.defs.partitions import monthly_partitions, next_month
 from ads_assets.defs.resources import AlertsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.alerting import HIGH_SEVERITY_SCORE, high_severity_anomalies
-from ads_assets.lib.berka.formats import SourceError, read_rows
+from ads_assets.lib.berka.formats import SourceError, SourceFile, read_rows
 from ads_assets.lib.berka.schema import RELATIONS
 from ads_assets.lib.detection.ensemble import EnsembleDetector
 from ads_assets.lib.detection.scoring import by_date, parquet_rows, postgres_rows
@@ -64,14 +65,14 @@ def score_inbox_batch(
         source = batch_source(path)
         with postgres.connect() as connection:
             report = load_relation(connection, source, append=True)
-        months = _months_of(source)
+            added = _added_rows(connection, source, report)
     except SourceError as error:
         settle(path, str(error))
         raise dg.Failure(f"{path.name}: {error} (moved to failed/)") from error
+    months = sorted({day.replace(day=1) for day in added.values()})
     if months:
         _rebuild_features(postgres, dbt, months)
     scored = flagged = 0
-    batch_ids = _batch_ids(postgres, report)
     store = output_store.store()
     registry = models.registry()
     with postgres.connect() as connection:
@@ -102,7 +103,7 @@ def score_inbox_batch(
             publish_month(
                 store, connection, SCORES_PUBLICATION, f"{month:%Y-%m}", postgres_rows(scores), parquet_rows(scores)
             )
-            batch = scores.loc[scores["trans_id"].isin(batch_ids)]
+            batch = scores.loc[scores["trans_id"].isin(list(added))]
             scored += len(batch)
             flagged += int(batch["is_anomaly"].sum())
             urgent = batch.loc[batch["score"] >= HIGH_SEVERITY_SCORE, list(ALERT_COLUMNS)]
@@ -128,11 +129,22 @@ def score_inbox_batch(
     )
 
 
-def _months_of(source) -> list[date]:
-    """The first days of the months the file's readable rows are dated in."""
-    position = RELATIONS["trans"].column_names.index("date")
-    days = {row.values[position] for row in read_rows(source) if row.values is not None}
-    return sorted({day.replace(day=1) for day in days if day is not None})
+def _added_rows(connection: psycopg.Connection, source: SourceFile, report: LoadReport) -> dict[int, date]:
+    """The trans_id and date of each row the batch added: its file's lines that were not quarantined."""
+    quarantined = {
+        int(line)
+        for (line,) in connection.execute(
+            f"SELECT line_number FROM {QUARANTINE_TABLE} WHERE source_sha256 = %s",  # noqa: S608 - module constant, values as parameters
+            (report.sha256,),
+        )
+    }
+    columns = RELATIONS["trans"].column_names
+    key, day = columns.index("trans_id"), columns.index("date")
+    return {
+        int(row.values[key]): row.values[day]
+        for row in read_rows(source)
+        if row.values is not None and row.line_number not in quarantined
+    }
 
 
 def _rebuild_features(postgres: PostgresResource, dbt: AdsDbtCliResource, months: list[date]) -> None:
@@ -147,25 +159,6 @@ def _rebuild_features(postgres: PostgresResource, dbt: AdsDbtCliResource, months
     }
     with environment_variables(window):
         dbt.cli(["build", "--select", PARTITIONED_MODELS], manifest=manifest).wait()
-
-
-def _batch_ids(postgres: PostgresResource, report: LoadReport) -> set[int]:
-    """The trans_ids the batch added: those of its source file's lines that were accepted."""
-    source = batch_source(Path(report.source_file))
-    position = RELATIONS["trans"].column_names.index("trans_id")
-    with postgres.connect() as connection:
-        quarantined = {
-            int(line)
-            for (line,) in connection.execute(
-                f"SELECT line_number FROM {QUARANTINE_TABLE} WHERE source_sha256 = %s",  # noqa: S608 - module constant, values as parameters
-                (report.sha256,),
-            )
-        }
-    return {
-        int(row.values[position])
-        for row in read_rows(source)
-        if row.values is not None and row.line_number not in quarantined
-    }
 
 
 def _model_for(instance: dg.DagsterInstance, registry: ModelRegistry, month: date) -> tuple[EnsembleDetector, str]:

@@ -10,7 +10,7 @@ import pandas as pd
 from ads_assets.defs.detection.io_manager import TrainedModel, recorded_partition_model
 from ads_assets.defs.detection.selection import Champions
 from ads_assets.defs.keys import FEATURES_KEY, LABELS_KEY, MISSING_PAYMENTS_KEY, MODELS_KEY, SCORES_KEY, SELECTION_KEY
-from ads_assets.defs.partitions import monthly_partitions, next_month
+from ads_assets.defs.partitions import monthly_partitions, next_month, partition_months
 from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.alerting import HIGH_SEVERITY_SCORE, AlertEvent, high_severity_anomalies
 from ads_assets.lib.alerting import drift as drift_event
@@ -74,15 +74,6 @@ class DetectionConfig(dg.Config):
     random_state: int = 0
 
 
-def _months(context: dg.AssetExecutionContext) -> list[date]:
-    window = context.partition_time_window
-    months, month = [], window.start.date()
-    while month < window.end.date():
-        months.append(month)
-        month = next_month(month)
-    return months
-
-
 def _monthly_rows(connection) -> tuple[date | None, dict[date, int]]:
     """The first transaction date of the feature table and its rows per month."""
     counts = read_query(
@@ -123,7 +114,7 @@ def anomaly_models(
     `cold_start` in the metadata. Each distinct model is stored once; per month, the metadata names the model
     version that scores it.
     """
-    months = _months(context)
+    months = partition_months(context)
     with postgres.connect() as connection:
         labels = label_map(connection)
         confirmed = {trans_id for trans_id, label in labels.items() if label == "confirmed"}
@@ -298,7 +289,7 @@ def transaction_scores(
         champions = Champions(context.instance, connection)
         labels = label_map(connection)
         online = OnlineMonths()
-        for month in _months(context):
+        for month in partition_months(context):
             recorded = recorded_partition_model(context.instance, MODELS_KEY, month.isoformat())
             version = recorded.get("model_version", "unknown")
             ensemble, refreshed = online.model(anomaly_models[month.isoformat()], version)
@@ -448,7 +439,7 @@ def missing_payments(
     published_at = datetime.now(UTC)
     with postgres.connect() as connection:
         reconciled = reconcile(store, connection, MISSING_PUBLICATION, log=context.log.warning)
-        for month in _months(context):
+        for month in partition_months(context):
             found = read_window(connection, MISSING_PAYMENTS_TABLE, "missing_month", month, next_month(month))
             frame = _missing_rows(found, month, published_at)
             publish_month(

@@ -11,7 +11,7 @@ import psycopg
 
 from ads_assets.defs.dbt.project import dbt_project, target_folder
 from ads_assets.defs.keys import FEATURES_KEY, MODELS_KEY, SELECTION_KEY
-from ads_assets.defs.partitions import monthly_partitions, next_month
+from ads_assets.defs.partitions import monthly_partitions, next_month, partition_months
 from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.alerting import AlertEvent, model_performance
 from ads_assets.lib.canaries import NORMAL, Canaries, build_canaries, read_spans
@@ -36,7 +36,7 @@ from ads_assets.lib.detection.selection import (
 )
 from ads_assets.lib.metrics import Metric, canary_metrics
 from ads_assets.lib.publish import publish_month, reconcile
-from ads_assets.lib.tables import FEATURES_TABLE, LABELS_TABLE, read_query, with_analyst_labels
+from ads_assets.lib.tables import FEATURES_TABLE, read_labels, read_query, with_analyst_labels
 
 ANALYST_CONFIRMED = "analyst_confirmed"
 
@@ -108,7 +108,7 @@ def model_selection(
     and the runner-up in shadow. Cold-start models have no month before them and keep their configured weights.
     """
     started = time.perf_counter()
-    months = _months(context)
+    months = partition_months(context)
     retrains = _retrains(context.instance, months, anomaly_models)
     selectable = [retrain for retrain in retrains if not retrain.cold_start and _reweightable(context, retrain)]
     store = output_store.store()
@@ -119,7 +119,7 @@ def model_selection(
         reconcile(store, connection, LEADERBOARD_PUBLICATION, log=context.log.warning)
         canaries = _canaries(postgres, connection, selectable, config) if selectable else None
         build_seconds = time.perf_counter() - started
-        labels = _labels(connection)
+        labels = read_labels(connection)
         canary_rows: list[Metric] = []
         for retrain in selectable:
             evaluation = _evaluate(connection, retrain, canaries, labels)
@@ -199,15 +199,6 @@ def _reweightable(context: dg.AssetExecutionContext, retrain: Retrain) -> bool:
     return False
 
 
-def _months(context: dg.AssetExecutionContext) -> list[date]:
-    window = context.partition_time_window
-    months, month = [], window.start.date()
-    while month < window.end.date():
-        months.append(month)
-        month = next_month(month)
-    return months
-
-
 def recorded_training(instance: dg.DagsterInstance, month: date) -> tuple[str, date, date] | None:
     """The model version and training window (first and last day) that `detection/anomaly_models` recorded for `month`."""
     key = month.isoformat()
@@ -253,18 +244,6 @@ def _canaries(
         per_kind=config.canaries_per_kind,
         lookback_days=max(retrain.model.lookback_days for retrain in retrains),
         seed=config.seed,
-    )
-
-
-def _labels(connection: psycopg.Connection) -> pd.DataFrame:
-    """Analyst labels with their transactions' dates: trans_id, label, trans_date (none without the table)."""
-    exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (LABELS_TABLE,)).fetchone()
-    if not exists or not exists[0]:
-        return pd.DataFrame({"trans_id": [], "label": [], "trans_date": []})
-    return read_query(
-        connection,
-        f"SELECT l.trans_id, l.label, f.trans_date FROM {LABELS_TABLE} AS l "  # noqa: S608 - module constants only
-        f"JOIN {FEATURES_TABLE} AS f ON f.trans_id = l.trans_id",
     )
 
 
