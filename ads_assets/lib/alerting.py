@@ -331,19 +331,26 @@ def event_message(event: AlertEvent) -> dict[str, Any]:
     }
 
 
-def _flood_line(events: Sequence[AlertEvent], top: int = SUMMARY_TOP) -> str:
+def _kind_counts(events: Sequence[AlertEvent]) -> str:
+    """The events counted per kind, in ALERT_KINDS order: `high_severity_anomaly 20, drift 3`."""
     kinds = Counter(event.kind for event in events)
-    counts = ", ".join(f"{kind} {kinds[kind]}" for kind in ALERT_KINDS if kinds[kind])
-    worst = "; ".join(event.line() for event in sorted(events, key=lambda event: event.rank)[:top])
-    return f"alert flood: {len(events)} alerts ({counts}); most severe: {worst}"
+    return ", ".join(f"{kind} {kinds[kind]}" for kind in ALERT_KINDS if kinds[kind])
+
+
+def _most_severe(events: Sequence[AlertEvent], top: int) -> list[AlertEvent]:
+    return sorted(events, key=lambda event: event.rank)[:top]
+
+
+def _flood_line(events: Sequence[AlertEvent], top: int = SUMMARY_TOP) -> str:
+    worst = "; ".join(event.line() for event in _most_severe(events, top))
+    return f"alert flood: {len(events)} alerts ({_kind_counts(events)}); most severe: {worst}"
 
 
 def summary_message(events: Sequence[AlertEvent], top: int = SUMMARY_TOP) -> dict[str, Any]:
     """One Slack-compatible message for a flood: the count per kind and severity, and the `top` most severe."""
-    kinds = Counter(event.kind for event in events)
     severities = Counter(event.severity for event in events)
-    worst = sorted(events, key=lambda event: event.rank)[:top]
-    counts = ", ".join(f"{kind} {kinds[kind]}" for kind in ALERT_KINDS if kinds[kind])
+    worst = _most_severe(events, top)
+    counts = _kind_counts(events)
     by_severity = ", ".join(f"{severity} {severities[severity]}" for severity in SEVERITIES if severities[severity])
     listed = "\n".join(f"• {_escape(event.line())}" for event in worst)
     return {
