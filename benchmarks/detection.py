@@ -203,11 +203,12 @@ def metrics_table(results: dict[str, pd.DataFrame], metric: str) -> str:
     scorers = list(results)
     kinds = list(next(iter(results.values())).index)
     width = max(len(kind) for kind in kinds) + 2
-    header = f"{'kind':<{width}}{'rows':>7}" + "".join(f"{name:>10}" for name in scorers)
+    column = max(10, *(len(name) + 1 for name in scorers))
+    header = f"{'kind':<{width}}{'rows':>7}" + "".join(f"{name:>{column}}" for name in scorers)
     lines = [header, "-" * len(header)]
     first = results[scorers[0]]
     for kind in kinds:
-        values = "".join(f"{results[name].loc[kind, metric]:>10.3f}" for name in scorers)
+        values = "".join(f"{results[name].loc[kind, metric]:>{column}.3f}" for name in scorers)
         lines.append(f"{kind:<{width}}{first.loc[kind, 'rows']:>7,}{values}")
     return "\n".join(lines)
 
