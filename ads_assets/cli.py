@@ -254,9 +254,11 @@ def _next_steps(environment: Any) -> list[str]:
     from ads_assets.lib.storage import is_s3
 
     output = environment.settings.output.rstrip("/")
-    report = f"{output}/quality/index.html"
+    report, anomalies = f"{output}/quality/index.html", f"{output}/report/index.html"
     if not is_s3(output):
-        report = Path(report).as_posix() if Path(report).exists() else f"{report} (not published)"
+        report, anomalies = (
+            Path(page).as_posix() if Path(page).exists() else f"{page} (not published)" for page in (report, anomalies)
+        )
     if environment.embedded:
         query = f'ads psql -c "{EXAMPLE_QUERY}"'
     else:
@@ -268,6 +270,7 @@ def _next_steps(environment: Any) -> list[str]:
     )
     return [
         f"data-quality report: {report}",
+        f"anomaly report:      {anomalies}",
         f"query the tables:    {query}",
         f"query the Parquet:   {parquet}",
         f"open the UI:         ads dev   (then {DAGSTER_UI_URL})",
@@ -442,10 +445,12 @@ def _alerts(args: argparse.Namespace) -> int:
     labels = read_labels(settings.source or load_state(settings.home).get("source"))
     with postgres_for(settings) as postgres, connect(postgres) as connection:
         alerts = fetch_alerts(connection, selection, labels)
+        if args.export is not None:
+            path = Path(args.export)
+            written = export_alerts(alerts, path)
+            _audit_export(connection, args.by, path, selection, [alert.trans_id for alert in alerts])
     which = f" {selection.describe()}" if selection.describe() else ""
     if args.export is not None:
-        path = Path(args.export)
-        written = export_alerts(alerts, path)
         if written:
             print(f"ads alerts: wrote {written} flagged transactions{which} to {path}")
         else:
@@ -456,6 +461,22 @@ def _alerts(args: argparse.Namespace) -> int:
         return 0
     print_alerts(alerts, sys.stdout)
     return 0
+
+
+def _audit_export(connection: Any, by: str | None, path: Path, selection: Any, trans_ids: list[int]) -> None:
+    """Record an export of alerts in `ops.audit`: who, the file, the filter and the transactions written."""
+    from ads_assets.lib.labels import labeller
+    from ads_assets.lib.security import audit
+
+    details = {
+        "file": str(path.resolve()),
+        "month": selection.month,
+        "account_id": selection.account_id,
+        "top": selection.top,
+        "trans_ids": trans_ids,
+    }
+    with connection.transaction(), connection.cursor() as cursor:
+        audit.record(cursor, audit.EXPORT, by or labeller(), details)
 
 
 # --- ads label ---------------------------------------------------------------------------------------
@@ -487,6 +508,29 @@ def _label(args: argparse.Namespace) -> int:
                 print(f"ads label: {line}", file=sys.stderr)
             raise
     print(f"ads label: applied {args.file}: {applied.added} labels added, {applied.replaced} replaced")
+    return 0
+
+
+# --- ads db-url --------------------------------------------------------------------------------------
+
+
+DB_ROLES = ("analyst", "loader", "scorer", "admin")
+"""The roles `ads db-url` names (`ads_assets.lib.security.roles`; kept here so that `ads --help` imports no psycopg)."""
+
+
+def _db_url(args: argparse.Namespace) -> int:
+    from ads_assets.environment import apply_options, postgres_for
+    from ads_assets.lib.db import connect
+    from ads_assets.lib.security.roles import ADMIN, connection_url, role_target
+
+    with postgres_for(apply_options()) as postgres:
+        target = role_target(postgres, args.role)
+        if args.role != ADMIN:
+            with connect(postgres) as connection:
+                found = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (target.user,)).fetchone()
+            if found is None:
+                raise SettingsError(f"no role {target.user} yet: run ads run first")
+    print(connection_url(target, show_password=args.show_password))
     return 0
 
 
@@ -653,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the rows with every column (the full reasons JSON too) to a CSV file instead of printing them; "
         "text cells a spreadsheet would read as a formula are prefixed with '",
     )
+    alerts.add_argument("--by", metavar="NAME", help="who exports, for the audit (default: the OS user)")
     alerts.set_defaults(handler=_alerts)
 
     label = commands.add_parser(
@@ -679,6 +724,24 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--file", metavar="F.csv", help="a CSV file of labels: trans_id,label[,note]")
     label.add_argument("--by", metavar="NAME", help="who labels (default: the OS user)")
     label.set_defaults(handler=_label)
+
+    db_url = commands.add_parser(
+        "db-url",
+        parents=[debug],
+        help="print the connection URL of an ADS role, its password masked unless --show-password",
+        description=textwrap.fill(
+            "Print the libpq URL (postgresql://…) that connects to the ADS database as a role: analyst (the masked "
+            "views of schema analyst only), loader (raw), scorer (raw and marts, writes anomaly) or admin (the "
+            "owner ADS runs as). The password (ADS_<ROLE>_PASSWORD, or that of ADS_DATABASE_URL for admin) is "
+            "shown as *** unless --show-password; the embedded Postgres needs none. Exit status: 0, or 2 when the "
+            "role does not exist yet.",
+            width=100,
+        ),
+        formatter_class=formatter,
+    )
+    db_url.add_argument("--role", choices=DB_ROLES, default="analyst", help="the role (default: analyst)")
+    db_url.add_argument("--show-password", action="store_true", help="print the password instead of ***")
+    db_url.set_defaults(handler=_db_url)
     return parser
 
 

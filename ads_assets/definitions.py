@@ -3,9 +3,12 @@
 import dagster as dg
 
 from ads_assets.defs.automation.inbox import inbox_batch_job, transactions_inbox
-from ads_assets.defs.automation.jobs import nightly_quality_job, retrain_job
+from ads_assets.defs.automation.jobs import nightly_quality_job, retrain_job, score_months_job
+from ads_assets.defs.automation.months import new_months
+from ads_assets.defs.automation.s3_inbox import transactions_s3_inbox
 from ads_assets.defs.automation.schedules import monthly_retrain_schedule, nightly_quality_schedule
 from ads_assets.defs.automation.sensors import drift_retrain, run_failure_alert
+from ads_assets.defs.automation.stream import transactions_stream
 from ads_assets.defs.dbt.assets import dbt_models, dbt_partitioned_models
 from ads_assets.defs.dbt.resource import dbt_resource
 from ads_assets.defs.detection.assets import anomaly_models, missing_payments, transaction_scores
@@ -17,6 +20,7 @@ from ads_assets.defs.ingest.assets import raw_assets
 from ads_assets.defs.jobs import ads_full_job
 from ads_assets.defs.labels.assets import analyst_labels
 from ads_assets.defs.quality import feature_quality_checks, quality_assets, quality_checks
+from ads_assets.defs.report.assets import anomaly_report
 from ads_assets.defs.resources import (
     alerts_resource,
     metrics_resource,
@@ -24,6 +28,8 @@ from ads_assets.defs.resources import (
     postgres_resource,
     source_resource,
 )
+from ads_assets.defs.security.assets import analyst_views
+from ads_assets.defs.security.resource import analyst_access_resource
 from ads_assets.settings import Settings
 
 settings = Settings.from_env()
@@ -39,11 +45,20 @@ defs = dg.Definitions(
         model_selection,
         transaction_scores,
         missing_payments,
+        anomaly_report,
+        analyst_views,
     ],
     asset_checks=[*quality_checks, *feature_quality_checks, *detection_checks],
-    jobs=[ads_full_job, nightly_quality_job, retrain_job, inbox_batch_job],
+    jobs=[ads_full_job, nightly_quality_job, retrain_job, score_months_job, inbox_batch_job],
     schedules=[nightly_quality_schedule, monthly_retrain_schedule],
-    sensors=[run_failure_alert, drift_retrain, transactions_inbox],
+    sensors=[
+        run_failure_alert,
+        drift_retrain,
+        transactions_inbox,
+        transactions_s3_inbox,
+        transactions_stream,
+        new_months,
+    ],
     executor=locked_executor,
     resources={
         "postgres": postgres_resource(settings),
@@ -53,5 +68,6 @@ defs = dg.Definitions(
         "output_store": output_store_resource(settings),
         "alerts": alerts_resource(settings),
         "metrics": metrics_resource(settings),
+        "analyst_access": analyst_access_resource(),
     },
 )

@@ -502,6 +502,7 @@ def activate(
     record_state(settings.home, source=source, output=settings.output)
     if months and fix_months:
         fix_partition_span(settings, *months)
+    register_months(Settings.from_env().months)
     return Environment(
         settings=Settings.from_env(),
         postgres=postgres,
@@ -532,10 +533,20 @@ def prepare_environment(source: str | None = None, output: str | None = None) ->
 
 
 def fix_partition_span(settings: Settings, start: str, end: str) -> None:
-    """Record the months the data covers; the code location builds its partitions from them."""
+    """Record the months the data covers: `activate` adds them as month partitions and `ads run` covers them."""
     months = f"{start}:{end}"
     record_state(settings.home, months=months)
     os.environ["ADS_MONTHS"] = months
+
+
+def register_months(months: tuple[str, str]) -> list[str]:
+    """Add the month partitions of the span `months` to Dagster's instance (DAGSTER_HOME); returns those added."""
+    import dagster as dg
+
+    from ads_assets.defs.partitions import add_months, months_between
+
+    with dg.DagsterInstance.get() as instance:
+        return add_months(instance, months_between(*months))
 
 
 def _prepare_dagster_home(settings: Settings, postgres: PostgresTarget) -> None:

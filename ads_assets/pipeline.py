@@ -1,8 +1,8 @@
 """Run the whole code location in-process over every partition, show its progress, and summarize this run.
 
 The run's Dagster events drive the progress: each step belongs to a stage (ingest, raw checks, features
-(dbt), feature checks, train models, score and explain, missing payments, quality report), and a stage
-is reported when its last step ends. Dagster's own log lines go to the run's log file (through the
+(dbt), feature checks, train models, score and explain, missing payments, quality report, anomaly report),
+and a stage is reported when its last step ends. Dagster's own log lines go to the run's log file (through the
 `ads` logger that replaces Dagster's console logger), dbt's to the captured stdout. The summary counts
 only what this run wrote, from its own materializations, names each failed step with its error, and
 lists the steps that did not run.
@@ -35,7 +35,9 @@ FEATURES_DATE_COLUMN = "trans_date"
 MODELS_DBT_STEP = "dbt_models"
 MISSING_MART = "marts.fct_missing_payments"
 REPORT_STEP = "quality__report"
+ANOMALY_REPORT_STEP = "anomaly__report"
 SCORES_STEP = "anomaly__transaction_scores"
+ANALYST_VIEWS_STEP = "analyst__views"
 MISSING_STEP = "anomaly__missing_payments"
 LOGGER_NAME = "ads.run"
 
@@ -50,9 +52,10 @@ STAGES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("analyst labels", lambda step: step == "anomaly__labels"),
     ("train models", lambda step: step.endswith(("anomaly_models", *TRAILING_CHECKS))),
     ("model selection", lambda step: step.endswith("model_selection")),
-    ("score and explain", lambda step: step.endswith("transaction_scores")),
+    ("score and explain", lambda step: step.endswith("transaction_scores") or step == ANALYST_VIEWS_STEP),
     ("missing payments", lambda step: step.endswith("missing_payments")),
     ("quality report", lambda step: step == REPORT_STEP),
+    ("anomaly report", lambda step: step == ANOMALY_REPORT_STEP),
 )
 """Stages by step key (the asset's key joined by `__`, or the check's name)."""
 OTHER_STAGE = "other steps"
@@ -152,7 +155,7 @@ class RunSummary:
             lines.append(f"  FAILED ({'blocking' if check.blocking else 'warning'}) {check.asset} {check.name}")
         if len(failed) > 5:
             lines.append(f"  … and {len(failed) - 5} more failed checks (quality.check_results)")
-        lines.append(f"outputs: {self.outputs} (transaction_scores/, missing_payments/, quality/)")
+        lines.append(f"outputs: {self.outputs} (transaction_scores/, missing_payments/, quality/, report/)")
         lines += self._stage_table()
         lines += self.next_steps
         return "\n".join(lines)
@@ -173,7 +176,7 @@ class RunSummary:
     def _render_nothing_new(self) -> str:
         lines = [f"ADS run: nothing new, nothing run in {seconds(self.seconds)}"]
         lines += [f"  {note}" for note in self.notes]
-        lines.append(f"outputs: {self.outputs} (transaction_scores/, missing_payments/, quality/)")
+        lines.append(f"outputs: {self.outputs} (transaction_scores/, missing_payments/, quality/, report/)")
         return "\n".join(lines + self._stage_table() + self.next_steps)
 
 
@@ -384,6 +387,8 @@ class RunProgress(logging.Handler):
             return f"{rows:,} rows"
         if stage == "quality report":
             return "Data Docs published"
+        if stage == "anomaly report":
+            return "report/index.html published"
         if stage == "analyst labels":
             labels, applied, failed = (sum(self.metric(key, name) or 0 for key in keys) for name in LABEL_COUNTS)
             return f"{labels:,} labels; inbox: {applied} files applied, {failed} refused"
@@ -483,11 +488,11 @@ def run_pipeline(
     `echo`, a stream, with --verbose); `dbt_lines`, when given, registers a listener for dbt's output lines.
     """
     from ads_assets.definitions import defs
-    from ads_assets.defs.partitions import monthly_partitions
+    from ads_assets.defs.partitions import month_keys
 
-    partition_keys = monthly_partitions.get_partition_keys()
-    if window:
-        partition_keys = [key for key in partition_keys if window[0] <= key[:7] <= window[1]]
+    first, last = window or environment.settings.months
+    with dg.DagsterInstance.get() as instance:
+        partition_keys = [key for key in month_keys(instance) if first <= key[:7] <= last]
     job = defs.resolve_job_def(JOB_NAME)
     progress = RunProgress(reporter, planned_steps(job), months=len(partition_keys))
     if dbt_lines is not None:

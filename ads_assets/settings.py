@@ -24,14 +24,14 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     (
         "ADS_DATABASE_URL",
         "embedded Postgres in $ADS_HOME/pgdata",
-        "an external Postgres, postgresql://user@host:5432/db",
+        "an external Postgres, postgresql://user@host:5432/db (TLS required unless ?sslmode= says otherwise)",
     ),
     ("ADS_SOURCE", "generated data in $ADS_HOME/generated", "the Berka source: a folder or a database URL"),
     ("ADS_OUTPUT", f"./{DEFAULT_OUTPUT}", "published outputs: a folder or s3://bucket/prefix"),
     ("ADS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL, else AWS", "the endpoint of an S3-compatible store"),
     ("AWS_ACCESS_KEY_ID, …", "the usual AWS chain", "credentials (and AWS_REGION) of an s3:// output"),
-    ("ADS_S3_KMS_KEY_ID", "the bucket's default key", "the KMS key of model files on S3"),
-    ("ADS_MONTHS", "the span of the data", "the monthly partitions, YYYY-MM:YYYY-MM"),
+    ("ADS_S3_KMS_KEY_ID", "the AWS-managed key aws/s3", "the KMS key of S3 outputs and model files (SSE-KMS)"),
+    ("ADS_MONTHS", "the span of the data", "the months added as partitions and covered by ads run, YYYY-MM:YYYY-MM"),
     (
         "ADS_PLAUSIBLE_FROM",
         "the earliest account's opening",
@@ -42,8 +42,21 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "a key file in $ADS_HOME/keys",
         "the secret (32+ characters) that signs model files; set the same one where hosts share models",
     ),
+    (
+        "ADS_MASKING_KEY",
+        "derived from the model signing key",
+        "the secret (32+ characters) that keys the pseudonyms of the analyst views",
+    ),
+    (
+        "ADS_LOADER_PASSWORD, …",
+        "unset: no login but on the embedded Postgres",
+        "passwords of the roles ads_loader, ads_scorer, ads_analyst (ADS_SCORER_PASSWORD, ADS_ANALYST_PASSWORD)",
+    ),
     ("ADS_LABELS", "$ADS_HOME/labels", "the labels inbox: its *.csv files are applied by the next run"),
     ("ADS_INBOX", "./ads_inbox", "the transactions inbox: batch files dropped there are scored under ads dev"),
+    ("ADS_INBOX_S3", "unset: no S3 inbox", "an S3 inbox, s3://bucket/prefix: batch objects there are scored too"),
+    ("ADS_KINESIS_STREAM", "unset: no stream", "a Kinesis stream of transactions, scored in micro-batches"),
+    ("ADS_KINESIS_ENDPOINT_URL", "AWS_ENDPOINT_URL, else AWS", "the endpoint of a Kinesis-compatible service"),
     ("ADS_LOCK_TIMEOUT", "0", "seconds a run waits for another run on the same ADS_HOME before refusing"),
     ("ADS_ALERT_WEBHOOK", "unset: alerts are logged only", "a Slack-compatible webhook URL for alerts (a secret)"),
     ("ADS_CLOUDWATCH_NAMESPACE", "unset: no CloudWatch", "the CloudWatch namespace the run's metrics go to"),
@@ -80,8 +93,8 @@ def plausible_from_env() -> date | None:
 class Settings:
     """ADS settings: `ADS_HOME`, `ADS_DATABASE_URL`, `ADS_SOURCE`, `ADS_OUTPUT`, `ADS_MONTHS`.
 
-    The monthly span falls back to that of the last load (kept in `ADS_HOME/state.json`), so the UI shows
-    the partitions the data has; `ads dev` also reuses the last run's source and output from there.
+    The monthly span falls back to that of the last load (kept in `ADS_HOME/state.json`): the months `ads run`
+    covers and adds as partitions; `ads dev` also reuses the last run's source and output from there.
     """
 
     home: Path

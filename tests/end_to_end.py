@@ -47,7 +47,7 @@ from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import PostgresTarget, connect, embedded_postgres, table_count
 from ads_assets.lib.fingerprints import forget_runs
 from ads_assets.lib.raw_schema import QUARANTINE_TABLE, raw_table
-from ads_assets.lib.storage import OutputStore, s3_region
+from ads_assets.lib.storage import KMS_KEY_VARIABLE, OutputStore, s3_region
 from ads_assets.lib.tables import SCORES_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,6 +276,8 @@ class S3Run:
     bucket: str
     output: str
     result: subprocess.CompletedProcess
+    kms_key_id: str
+    """The KMS key the run was given in ADS_S3_KMS_KEY_ID."""
 
 
 def copy_built(built: Built, home: Path, output: Path) -> None:
@@ -343,10 +345,10 @@ class EndToEnd:
             process.send_signal(signal.SIGINT)
         self.pool.shutdown(wait=True)
 
-    def ads(self, *args: str, home: Path) -> subprocess.CompletedProcess:
+    def ads(self, *args: str, home: Path, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
         if self.closing:
             raise RuntimeError("the session is over")
-        return ads(*args, home=home, base=self.environment, started=self.processes)
+        return ads(*args, home=home, env=env, base=self.environment, started=self.processes)
 
     def _built(self, source: Path, home: Path, output: Path, copies: dict[str, tuple[Path, Path]]) -> Built:
         before = source_tree_files()
@@ -511,8 +513,11 @@ class EndToEnd:
         s3 = session.client("s3", endpoint_url=self.environment["ADS_S3_ENDPOINT_URL"], region_name=s3_region())
         bucket = f"ads-test-{uuid.uuid4().hex[:12]}"
         s3.create_bucket(Bucket=bucket)
+        kms = session.client("kms", endpoint_url=self.environment["ADS_S3_ENDPOINT_URL"], region_name=s3_region())
+        key_id = kms.create_key(Description="ADS end-to-end outputs")["KeyMetadata"]["KeyId"]
         home, output = new_home("s3"), f"s3://{bucket}/runs/ads"
-        return S3Run(home, bucket, output, self.ads("run", "--source", str(source), "--output", output, home=home))
+        result = self.ads("run", "--source", str(source), "--output", output, home=home, env={KMS_KEY_VARIABLE: key_id})
+        return S3Run(home, bucket, output, result, key_id)
 
 
 RECOVERED_MONTHS = "1993-04:1993-04"

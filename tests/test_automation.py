@@ -9,14 +9,18 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ads_assets.defs.automation.inbox import transactions_inbox
+from ads_assets.defs.automation.months import new_months
 from ads_assets.defs.automation.schedules import monthly_retrain_schedule, nightly_quality_schedule
 from ads_assets.defs.automation.sensors import drift_retrain, run_failure_alert
-from ads_assets.defs.partitions import monthly_partitions
-from ads_assets.defs.resources import AlertsResource, PostgresResource
+from ads_assets.defs.partitions import add_months, month_keys, months_between
+from ads_assets.defs.resources import AlertsResource, BerkaSourceResource, PostgresResource
+from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.db import PostgresTarget, connect
 from ads_assets.lib.detection.drift import write_drift
+from ads_assets.lib.raw_schema import ensure_raw_schema
 from tests.test_alerts import url_of
 
 
@@ -37,11 +41,11 @@ def test_the_nightly_quality_report_asks_for_the_report_job() -> None:
 
 def test_the_monthly_retrain_asks_for_the_latest_month_once() -> None:
     with dg.instance_for_test() as instance:
+        assert isinstance(monthly_retrain_schedule(dg.build_schedule_context(instance=instance)), dg.SkipReason)
+        add_months(instance, ["1996-01", "1996-03"])
         request = monthly_retrain_schedule(dg.build_schedule_context(instance=instance))
-    latest = monthly_partitions.get_partition_keys()[-1]
     assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == latest
-    assert request.run_key == f"retrain-{latest}"
+    assert (request.partition_key, request.run_key) == ("1996-03-01", "retrain-1996-03-01")
 
 
 @dg.op
@@ -105,12 +109,16 @@ def test_a_major_drift_requests_the_retrain_of_the_next_month_once(
     with connect(fresh_database) as connection:
         write_drift(connection, report, recorded_at=datetime(2026, 12, 1, tzinfo=UTC))
     postgres = PostgresResource(pgdata=str(tmp_path / "pgdata"), database_url=url_of(fresh_database))
-    first = drift_retrain(dg.build_sensor_context(resources={"postgres": postgres}))
-    assert [(request.run_key, request.partition_key) for request in first.run_requests] == [
-        ("drift-1996-03", "1996-04-01")
-    ]
-    assert first.cursor == "2026-12-01T00:00:00+00:00"
-    again = drift_retrain(dg.build_sensor_context(cursor=first.cursor, resources={"postgres": postgres}))
+    with dg.instance_for_test() as instance:
+        add_months(instance, ["1996-01", "1996-12"])
+        first = drift_retrain(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+        assert [(request.run_key, request.partition_key) for request in first.run_requests] == [
+            ("drift-1996-03", "1996-04-01")
+        ]
+        assert first.cursor == "2026-12-01T00:00:00+00:00"
+        again = drift_retrain(
+            dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"postgres": postgres})
+        )
     assert again.run_requests == []
 
 
@@ -132,3 +140,46 @@ def test_the_inbox_sensor_asks_for_one_run_per_batch_file(tmp_path: Path, monkey
         (hashlib.sha256(b"fin rows\n").hexdigest(), str(tmp_path / "b.tsv")),
     ]
     assert transactions_inbox.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_a_new_month_in_the_source_or_the_raw_table_becomes_a_partition_and_one_run(
+    fresh_database: PostgresTarget, tmp_path: Path
+) -> None:
+    write_dataset(generate(GeneratorConfig(accounts=5, start="1996-01", end="1996-03", seed=1)), tmp_path, "asc")
+    resources = {
+        "berka_source": BerkaSourceResource(location=str(tmp_path)),
+        "postgres": PostgresResource(pgdata=str(tmp_path / "pgdata"), database_url=url_of(fresh_database)),
+    }
+    with dg.instance_for_test() as instance:
+
+        def evaluate(cursor: str | None) -> dg.SensorResult:
+            result = new_months(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+            for request in result.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            return result
+
+        add_months(instance, ["1996-01", "1996-03"])
+        unchanged = evaluate(None)
+        assert (unchanged.run_requests, unchanged.dynamic_partitions_requests) == ([], [])
+
+        with (tmp_path / "trans.asc").open("a") as trans:
+            trans.write('9001;1;960512;"VYDAJ";"VYBER";100.00;800.00;"";;\n')
+        grown = evaluate(unchanged.cursor)
+        (request,) = grown.run_requests
+        assert (request.job_name, request.run_key) == ("ads_full", "source-1996-04-01-1996-05-01")
+        assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
+            "1996-04-01",
+            "1996-05-01",
+        )
+        assert evaluate(grown.cursor).run_requests == []
+
+        with connect(fresh_database) as connection:
+            ensure_raw_schema(connection.cursor())
+            connection.execute(
+                "INSERT INTO raw.fin_trans (trans_id, account_id, date, type, amount, balance) "
+                "VALUES (9002, 1, '1996-07-03', 'VYDAJ', 50, 750)"
+            )
+            connection.commit()
+        (from_raw,) = evaluate(grown.cursor).run_requests
+        assert (from_raw.job_name, from_raw.run_key) == ("score_months", "raw table-1996-06-01-1996-07-01")
+        assert month_keys(instance) == months_between("1996-01", "1996-07")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -51,7 +52,7 @@ from ads_assets.pipeline import (
 from ads_assets.settings import DEFAULT_ANOMALY_RATE, DEFAULT_MONTHS, Settings, SettingsError, check_months
 from tests.end_to_end import Built, Reran, Rerun, S3Run, ads, db_counts
 
-MAX_SUMMARY_LINES = 42
+MAX_SUMMARY_LINES = 45
 REMOTE_ASSET = re.compile(r"""<(?:script|link)\b[^>]*\b(?:src|href)=["']https?://""", re.IGNORECASE)
 
 
@@ -419,6 +420,9 @@ def test_run_prints_a_short_plain_summary(built: Built) -> None:
     assert re.search(r"\n  total +[\d.]+ (s|min)", table)
     report = (built.output / "quality" / "index.html").resolve()
     assert f"data-quality report: {report.as_posix()}" in out
+    anomalies = (built.output / "report" / "index.html").resolve()
+    run_id = re.search(r"ADS run (\S+): succeeded", out).group(1)
+    assert f"anomaly report:      {anomalies.as_posix()}" in out and run_id in anomalies.read_text(encoding="utf-8")
     assert 'ads psql -c "SELECT' in out
     assert "duckdb -c" in out and f"{built.output}/transaction_scores/" in out
     assert lines[-1].startswith("open the UI:") and "ads dev" in lines[-1] and "http://127.0.0.1:3000" in lines[-1]
@@ -617,9 +621,21 @@ def test_run_publishes_parquet_and_data_docs_to_s3(s3_run: S3Run, s3: Any) -> No
     }
     for table in ("transaction_scores", "missing_payments"):
         assert {f"runs/ads/{table}/month={month}/part-0.parquet" for month in months} <= keys
-    assert "runs/ads/quality/index.html" in keys
+    assert "runs/ads/quality/index.html" in keys and "runs/ads/report/index.html" in keys
     assert "runs/ads/quality/static/vendor/css/bootstrap.min.css" in keys
     assert not [key for key in keys if ".ads-write-check" in key]
+    ordered = sorted(keys)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        heads = list(pool.map(lambda key: s3.head_object(Bucket=s3_bucket, Key=key), ordered))
+    encryption = {
+        key: (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId", ""))
+        for key, head in zip(ordered, heads, strict=True)
+    }
+    assert not {
+        key: found
+        for key, found in encryption.items()
+        if found[0] != "aws:kms" or not found[1].endswith(s3_run.kms_key_id)
+    }
     index = s3.get_object(Bucket=s3_bucket, Key="runs/ads/quality/index.html")
     assert index["ContentType"].startswith("text/html")
     assert not REMOTE_ASSET.search(index["Body"].read().decode("utf-8"))

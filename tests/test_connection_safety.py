@@ -118,19 +118,20 @@ def url_of(user: str, password: str, host: str, port: int, dbname: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("user", "host", "port", "dbname"),
+    ("user", "host", "port", "dbname", "tls"),
     [
-        ("ads user:@/%", "/tmp/socket dir/with 'quote'", 5433, "db/name ?#%'\""),
-        ("u", "db.example.com", 6432, "ads"),
-        ("u", "::1", 5432, "d"),
+        ("ads user:@/%", "/tmp/socket dir/with 'quote'", 5433, "db/name ?#%'\"", {}),
+        ("u", "db.example.com", 6432, "ads", {"sslmode": "require"}),
+        ("u", "::1", 5432, "d", {}),
     ],
 )
 def test_every_part_round_trips_through_url_conninfo_and_sqlalchemy(
-    user: str, host: str, port: int, dbname: str
+    user: str, host: str, port: int, dbname: str, tls: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("PGSSLMODE", raising=False)
     url = url_of(user, PASSWORD, host, port, dbname)
     target = PostgresTarget.from_url(url)
-    assert target == PostgresTarget(host=host, port=port, user=user, password=PASSWORD, dbname=dbname)
+    assert target == PostgresTarget(host=host, port=port, user=user, password=PASSWORD, dbname=dbname, **tls)
 
     assert conninfo_to_dict(target.conninfo()) == {
         "host": host,
@@ -138,6 +139,7 @@ def test_every_part_round_trips_through_url_conninfo_and_sqlalchemy(
         "user": user,
         "dbname": dbname,
         "password": PASSWORD,
+        **tls,
     }
     parsed = make_url(target.sqlalchemy_url("psycopg2"))
     assert parsed.drivername == "postgresql+psycopg2"
@@ -150,6 +152,7 @@ def test_every_part_round_trips_through_url_conninfo_and_sqlalchemy(
         "ADS_PG_USER": user,
         "ADS_PG_PASSWORD": PASSWORD,
         "ADS_PG_DBNAME": dbname,
+        **({"PGSSLMODE": tls["sslmode"]} if tls else {}),
     }
     for shown in (target.describe(), shown_url(url), redacted_url(target.sqlalchemy_url())):
         assert_no_part(shown, PASSWORD)
@@ -313,8 +316,9 @@ def test_a_source_url_with_a_refused_password_is_named_without_it(tmp_path: Path
     assert_no_part(str(refused.value), WRONG)
 
 
-def test_tls_settings_of_the_url_reach_every_client() -> None:
+def test_tls_settings_of_the_url_reach_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """sslmode and sslrootcert in ADS_DATABASE_URL reach psycopg, SQLAlchemy (Dagster's storage, GX) and dbt."""
+    monkeypatch.delenv("PGSSLMODE", raising=False)
     url = "postgresql://ads:pw@db.example.com:5432/ads?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Frds.pem"
     target = PostgresTarget.from_url(url)
     assert (target.sslmode, target.sslrootcert) == ("verify-full", "/etc/ssl/rds.pem")
@@ -324,6 +328,55 @@ def test_tls_settings_of_the_url_reach_every_client() -> None:
     assert storage.query == {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/rds.pem"}
     environment = target.dbt_profile_env()
     assert (environment["PGSSLMODE"], environment["PGSSLROOTCERT"]) == ("verify-full", "/etc/ssl/rds.pem")
-    plain = PostgresTarget.from_url("postgresql://ads:pw@db.example.com/ads")
-    assert plain.sslmode is None and "sslmode" not in conninfo_to_dict(plain.conninfo())
-    assert "PGSSLMODE" not in plain.dbt_profile_env()
+
+
+def tls_of_every_client(target: PostgresTarget) -> tuple[str | None, str | None, str | None]:
+    """The sslmode that psycopg's conninfo, the SQLAlchemy URL (Dagster's storage, GX) and dbt's environment carry."""
+    return (
+        conninfo_to_dict(target.conninfo()).get("sslmode"),
+        make_url(target.sqlalchemy_url()).query.get("sslmode"),
+        target.dbt_profile_env().get("PGSSLMODE"),
+    )
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["db.example.com", "ads-db.xxxx.eu-central-1.rds.amazonaws.com", "10.0.0.5", "[2001:db8::1]", "localhost.evil.com"],
+)
+def test_a_server_off_this_machine_requires_tls_by_default(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    target = PostgresTarget.from_url(f"postgresql://ads:pw@{host}:5432/ads")
+    assert target.sslmode == "require"
+    assert tls_of_every_client(target) == ("require", "require", "require")
+    assert PostgresTarget.from_url(target.sqlalchemy_url()) == target
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:@/postgres?host=/tmp/pgserver-socket",
+        "postgresql://ads@localhost:5432/ads",
+        "postgresql://ads@LOCALHOST/ads",
+        "postgresql://ads@127.0.0.1:5432/ads",
+        "postgresql://ads@127.0.0.53/ads",
+        "postgresql://ads@[::1]:5432/ads",
+        "postgresql:///ads",
+    ],
+)
+def test_a_local_server_keeps_libpq_defaults(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
+    target = PostgresTarget.from_url(url)
+    assert target.sslmode is None
+    assert tls_of_every_client(target) == (None, None, None)
+
+
+def test_the_url_or_pgsslmode_overrides_the_tls_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    disabled = PostgresTarget.from_url("postgresql://ads:pw@db.example.com/ads?sslmode=disable")
+    assert tls_of_every_client(disabled) == ("disable", "disable", "disable")
+    verified = PostgresTarget.from_url("postgresql+psycopg2://ads:pw@db.example.com/ads?sslmode=verify-ca")
+    assert tls_of_every_client(verified) == ("verify-ca", "verify-ca", "verify-ca")
+    monkeypatch.setenv("PGSSLMODE", "allow")
+    from_environment = PostgresTarget.from_url("postgresql://ads:pw@db.example.com/ads")
+    assert tls_of_every_client(from_environment) == ("allow", "allow", "allow")
+    assert PostgresTarget.from_url("postgresql://ads:pw@db.example.com/ads?sslmode=require").sslmode == "require"

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-
 import dagster as dg
 import pytest
 
+from ads_assets.defs.partitions import add_months, month_keys, monthly_partitions, months_between
+
 
 @pytest.fixture
-def definitions(monkeypatch) -> dg.Definitions:
-    monkeypatch.setenv("ADS_MONTHS", "1994-02:1995-01")
-    import ads_assets.definitions as module
-    import ads_assets.defs.dbt.assets as dbt_assets
-    import ads_assets.defs.detection.assets as detection_assets
-    import ads_assets.defs.detection.selection as selection_assets
-    import ads_assets.defs.ingest.assets as ingest_assets
-    import ads_assets.defs.partitions as partitions
+def definitions() -> dg.Definitions:
+    from ads_assets.definitions import defs
 
-    modules_using_partitions = (partitions, ingest_assets, dbt_assets, selection_assets, detection_assets, module)
-    for loaded in modules_using_partitions:
-        importlib.reload(loaded)
-    yield module.defs
-    monkeypatch.delenv("ADS_MONTHS")
-    for loaded in modules_using_partitions:
-        importlib.reload(loaded)
+    return defs
 
 
 def test_definitions_validate_and_expose_every_raw_relation(definitions: dg.Definitions) -> None:
@@ -35,15 +23,24 @@ def test_definitions_validate_and_expose_every_raw_relation(definitions: dg.Defi
     } <= keys
 
 
-def test_partitioned_assets_share_one_monthly_span_and_backfill_in_one_run(definitions: dg.Definitions) -> None:
+def test_partitioned_assets_share_the_growing_months_and_backfill_in_one_run(definitions: dg.Definitions) -> None:
     graph = definitions.resolve_asset_graph()
     partitioned = [node for node in graph.asset_nodes if node.partitions_def is not None]
-    assert partitioned
-    assert all(node.partitions_def == partitioned[0].partitions_def for node in partitioned)
-    assert {"raw/fin_trans", "marts/fct_transaction_features"} <= {node.key.to_user_string() for node in partitioned}
-    keys = partitioned[0].partitions_def.get_partition_keys()
-    assert (keys[0], keys[-1], len(keys)) == ("1994-02-01", "1995-01-01", 12)
+    assert {"raw/fin_trans", "marts/fct_transaction_features", "anomaly/transaction_scores"} <= {
+        node.key.to_user_string() for node in partitioned
+    }
+    assert all(node.partitions_def == monthly_partitions for node in partitioned)
     assert all(node.backfill_policy == dg.BackfillPolicy.single_run() for node in partitioned)
+
+
+def test_months_are_added_gapless_and_listed_in_calendar_order() -> None:
+    with dg.instance_for_test() as instance:
+        assert add_months(instance, ["1994-04", "1994-02"]) == ["1994-02-01", "1994-03-01", "1994-04-01"]
+        assert add_months(instance, ["1994-03-17"]) == []
+        assert add_months(instance, ["1994-06"]) == ["1994-05-01", "1994-06-01"]
+        assert add_months(instance, ["1993-12"]) == ["1993-12-01", "1994-01-01"]
+        assert month_keys(instance) == months_between("1993-12", "1994-06")
+        assert len(month_keys(instance)) == 7
 
 
 def test_main_job_selects_every_asset(definitions: dg.Definitions) -> None:

@@ -20,6 +20,8 @@ from ads_assets.defs.automation.inbox import inbox_batch_job
 from ads_assets.defs.dbt.resource import dbt_resource
 from ads_assets.defs.detection.assets import MODELS_KEY, anomaly_models, transaction_scores
 from ads_assets.defs.detection.io_manager import ModelIOManager, recorded_partition_model
+from ads_assets.defs.keys import SCORES_KEY
+from ads_assets.defs.partitions import add_months, month_keys
 from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
@@ -88,6 +90,7 @@ def detection(postgres_target: PostgresTarget, tmp_path_factory: pytest.TempPath
             "alerts": AlertsResource(),
             "metrics": MetricsResource(),
         }
+        add_months(instance, ["1995-01", MONTHS[-1]])
         detection = Detection(instance, resources, target, work / "output")
         detection.first = detection.materialize(MONTHS)
         assert detection.first.success
@@ -230,11 +233,13 @@ def test_online_learning_refreshes_the_model_between_retrains(detection: Detecti
 
 
 def test_a_batch_file_in_the_inbox_is_loaded_scored_and_settled(detection: Detection, tmp_path: Path) -> None:
-    """The inbox path: new transactions of 1996-11 in a PKDD'99 batch file get features and scores; the file has
+    """The inbox path: new transactions of 1996-11 and of 1996-12, a month with no partition yet, in a PKDD'99
+    batch file get features and scores, and 1996-12 becomes a partition whose scores are recorded; the file has
     an unreadable line too, so it goes to failed/ with its reason, and its good rows are scored all the same."""
     header, *lines = (detection.output.parent / "source" / "trans.asc").read_text(encoding="latin-1").splitlines()
-    november = [line.split(";") for line in lines if line.split(";")[2].startswith("9611")][:3]
-    new = [";".join([str(9_000_001 + index), *fields[1:]]) for index, fields in enumerate(november)]
+    november = [line.split(";") for line in lines if line.split(";")[2].startswith("9611")][:2]
+    december = [line.split(";") for line in lines if line.split(";")[2].startswith("9612")][:1]
+    new = [";".join([str(9_000_001 + index), *fields[1:]]) for index, fields in enumerate(november + december)]
     inbox = tmp_path / "ads_inbox"
     inbox.mkdir()
     batch = inbox / "batch-1.asc"
@@ -246,8 +251,13 @@ def test_a_batch_file_in_the_inbox_is_loaded_scored_and_settled(detection: Detec
     )
     assert result.success
     scores = detection.scores().set_index("trans_id")
-    assert set(scores.loc[[9_000_001, 9_000_002, 9_000_003], "month"]) == {"1996-11"}
+    assert list(scores.loc[[9_000_001, 9_000_002, 9_000_003], "month"]) == ["1996-11", "1996-11", "1996-12"]
     assert scores.loc[[9_000_001, 9_000_002, 9_000_003], "score"].between(0, 1).all()
+    assert month_keys(detection.instance)[-2:] == [MONTHS[-1], "1996-12-01"]
+    recorded = detection.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SCORES_KEY, asset_partitions=["1996-12-01"]), limit=1
+    ).records
+    assert recorded[0].asset_materialization.metadata["dagster/row_count"].value == (scores["month"] == "1996-12").sum()
     assert not batch.exists()
     reason = (inbox / "failed" / "batch-1.asc.reason.txt").read_text()
     assert reason.startswith("1 of 4 lines quarantined")

@@ -2,7 +2,9 @@
 
 Every bad row is quarantined with its reason and never fails the load: control characters, over-long lines,
 numbers in other digits, dates outside the plausible window. Quoted `.asc` fields may hold the separator and
-line breaks, line-end noise is normalized, and an empty or header-only file is one clear SourceError.
+line breaks, line-end noise is normalized, and an empty or header-only file is one clear SourceError. Text that
+looks like SQL is stored as given and touches no table: values reach Postgres only through COPY and parameters,
+and the columns a file names are checked against the schema's, never used as identifiers.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_data
 from ads_assets.lib.berka.schema import FIN_COLUMN_ORDER, LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import connect
 from ads_assets.lib.ingest import ORIGIN_ACCOUNTS, ORIGIN_SETTING, LoadReport, load_relation
-from ads_assets.lib.raw_schema import LOAD_AUDIT_TABLE, QUARANTINE_TABLE
+from ads_assets.lib.raw_schema import LOAD_AUDIT_TABLE, QUARANTINE_TABLE, raw_table
 from ads_assets.settings import SettingsError
 from tests.test_ingest import table_rows
 
@@ -72,11 +74,17 @@ def write_trans(folder: Path, fmt: str, header: list[bytes], rows: list[bytes], 
     (folder / TRANS_FILE[fmt]).write_bytes(b"".join(line + end for line in [*header, *rows]))
 
 
-def with_field(line: bytes, fmt: str, column: str, value: bytes) -> bytes:
-    """`line` with the field of `column` replaced by `value` (raw bytes, quotes included)."""
-    order = RELATIONS["trans"].column_names if fmt == "asc" else FIN_COLUMN_ORDER["trans"]
+def with_field(line: bytes, fmt: str, column: str, value: bytes, relation: str = "trans") -> bytes:
+    """`line` of `relation` with the field of `column` replaced by `value` (raw bytes, quotes included)."""
+    return with_fields(line, fmt, {column: value}, relation)
+
+
+def with_fields(line: bytes, fmt: str, values: dict[str, bytes], relation: str = "trans") -> bytes:
+    """`line` of `relation`, whose fields hold no separator, with the field of each column in `values` replaced."""
+    order = RELATIONS[relation].column_names if fmt == "asc" else FIN_COLUMN_ORDER[relation]
     fields = line.split(SEPARATOR[fmt])
-    fields[order.index(column)] = value
+    for column, value in values.items():
+        fields[order.index(column)] = value
     return SEPARATOR[fmt].join(fields)
 
 
@@ -398,3 +406,119 @@ def test_database_source_quarantines_control_characters(fresh_database) -> None:
         (3, "control character 0x09 in column bank"),
         (4, "control character 0x0a in column account"),
     ]
+
+
+SQL_LOOKING_TEXT = [
+    "'; DROP TABLE raw.fin_trans; --",
+    "Robert'); DROP TABLE students;--",
+    'say "hi"; DELETE FROM raw.quarantine WHERE "x" = \'y\'',
+    "C:\\new\\table \\N \\. \\\\ \\x41",
+    "$$; DROP SCHEMA raw CASCADE; $$ $tag$ $tag$",
+    "%s %(x)s {0} :name ? E'\\x41' U&'\\0041'",
+]
+"""Values that would change a statement if they reached its text: quotes, comment and statement ends, COPY's
+NULL and end-of-data markers, dollar quoting, placeholders of every paramstyle and escape-string syntax."""
+BOM = b"\xef\xbb\xbf"
+
+
+def field(fmt: str, value: str) -> bytes:
+    """`value` as each format writes a text field: quoted with doubled quotes in `.asc`, bare in `fin_*.tsv`."""
+    data = value.encode()
+    return b'"' + data.replace(b'"', b'""') + b'"' if fmt == "asc" else data
+
+
+def relation_lines(folder: Path, fmt: str, relation: str) -> tuple[Path, list[bytes], list[bytes]]:
+    """The file of `relation`, its header lines and its row lines."""
+    name = {"asc": f"{relation}.asc", "fin": f"fin_{relation}.tsv"}[fmt]
+    lines = (folder / name).read_bytes().split(ENDING[fmt])
+    header = lines[:1] if fmt == "asc" else []
+    return folder / name, header, lines[len(header) : -1]
+
+
+def user_tables(target) -> set[str]:
+    with connect(target) as connection:
+        rows = connection.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sql_looking_text_is_stored_as_given_and_touches_no_table(
+    bank, fresh_database, tmp_path: Path, fmt: str
+) -> None:
+    folder = copy_of(bank, fmt, tmp_path)
+    district_path, district_header, districts = relation_lines(folder, fmt, "district")
+    names = {1: SQL_LOOKING_TEXT[0], 2: SQL_LOOKING_TEXT[1]}
+    for district_id, name in names.items():
+        districts[district_id - 1] = with_field(districts[district_id - 1], fmt, "a2", field(fmt, name), "district")
+    district_path.write_bytes(BOM + b"".join(line + b"\r\n" for line in [*district_header, *districts]))
+
+    header, rows = trans_rows(folder, fmt)
+    stored: dict[int, tuple[str, str]] = {}
+    for offset, text_value in enumerate(SQL_LOOKING_TEXT):
+        index = 3 + 9 * offset
+        account = f"{text_value}\n{SQL_LOOKING_TEXT[-1 - offset]}" if fmt == "asc" else SQL_LOOKING_TEXT[-1 - offset]
+        rows[index] = with_fields(rows[index], fmt, {"bank": field(fmt, text_value), "account": field(fmt, account)})
+        stored[int(rows[index].split(SEPARATOR[fmt])[0])] = (text_value, account)
+    bad_code = "'; DROP TABLE raw.fin_trans; --"
+    rows[70] = with_field(rows[70], fmt, "type", field(fmt, bad_code))
+    rows[80] = with_field(rows[80], fmt, "trans_id", b"1; DROP TABLE raw.fin_trans")
+    oversized = with_fields(
+        rows[90], fmt, {"trans_id": b"900001", "bank": field(fmt, SQL_LOOKING_TEXT[0] * (MAX_LINE_BYTES // 20))}
+    )
+    rows[91:91] = [oversized]
+    write_trans(folder, fmt, header, rows, ending=b"\r\n")
+    (folder / TRANS_FILE[fmt]).write_bytes(BOM + (folder / TRANS_FILE[fmt]).read_bytes())
+    first_line = FIRST_LINE[fmt] + (len(SQL_LOOKING_TEXT) if fmt == "asc" else 0)
+    bad_key = {
+        "asc": "expected 10 fields, found 11",
+        "fin": "bad int '1; DROP TABLE raw.fin_trans' in column trans_id",
+    }[fmt]
+
+    reports = load_all(fresh_database, folder)
+
+    assert user_tables(fresh_database) == {
+        *(raw_table(RELATIONS[name]) for name in LOAD_ORDER),
+        QUARANTINE_TABLE,
+        LOAD_AUDIT_TABLE,
+    }
+    assert_reconciled(reports["trans"], TRANS_ROWS + 1, 3)
+    assert audit(fresh_database) == (TRANS_ROWS + 1, TRANS_ROWS - 2, 3)
+    assert all(reports[name].rows_quarantined == 0 for name in LOAD_ORDER[:-1])
+    found = quarantine(fresh_database)
+    assert {line: reason for line, (reason, _) in found.items()} == {
+        70 + first_line: f"unknown code '{bad_code}' in column type",
+        80 + first_line: bad_key,
+        91 + first_line: f"line of {len(oversized):,} bytes is longer than the limit of {MAX_LINE_BYTES:,} bytes",
+    }
+    assert bad_code in found[70 + first_line][1]
+    texts = {
+        trans_id: (bank_value, account)
+        for trans_id, bank_value, account in loaded(fresh_database, "trans_id, bank, account")
+    }
+    assert {trans_id: texts[trans_id] for trans_id in stored} == stored
+    assert len(texts) == TRANS_ROWS - 2
+    with connect(fresh_database) as connection:
+        stored_names = dict(
+            connection.execute(
+                f"SELECT district_id, a2 FROM {raw_table(RELATIONS['district'])} WHERE district_id <= 2"
+            ).fetchall()
+        )
+    assert stored_names == names
+
+
+def test_a_header_naming_other_columns_is_refused_not_used(bank, tmp_path: Path) -> None:
+    folder = copy_of(bank, "asc", tmp_path)
+    header, rows = trans_rows(folder, "asc")
+    hostile = header[0].replace(b'"bank"', b'"bank"" text); DROP TABLE raw.fin_trans; --"')
+    write_trans(folder, "asc", [hostile], rows)
+
+    with pytest.raises(SourceError) as caught:
+        check_source(str(folder))
+
+    assert str(caught.value).startswith(f"{folder / 'trans.asc'}: first line is ")
+    assert str(caught.value).endswith(
+        "expected the header trans_id;account_id;date;type;operation;amount;balance;k_symbol;bank;account"
+    )

@@ -23,6 +23,7 @@ import psycopg
 import pyarrow.dataset as ds
 import pytest
 
+from ads_assets.defs.partitions import add_months
 from ads_assets.lib import publish
 from ads_assets.lib.db import PostgresTarget, connect, temporary_database
 from ads_assets.lib.detection.scoring import parquet_rows, postgres_rows
@@ -56,6 +57,10 @@ def scores(month: str, ids: list[int], version: str) -> pd.DataFrame:
             "reasons": [json.dumps({"trans_id": i, "why": "burst"}) if i % 4 == 0 else None for i in ids],
             "model_version": version,
             "scored_at": datetime(1998, 1, 2, 3, 4, 5, tzinfo=UTC),
+            "reason": [f"burst of {i % 7 + 2} withdrawals" if i % 4 == 0 else None for i in ids],
+            "amount": [-(i % 50) * 10.5 for i in ids],
+            "kind": "withdrawal",
+            "district_id": pd.array([1 + i % 5 for i in ids], dtype="Int64"),
         }
     )
 
@@ -379,6 +384,7 @@ def test_the_missing_payments_asset_reconciles_before_publishing_and_says_what_i
         "output_store": OutputStoreResource(root=store.root),
     }
     with dg.DagsterInstance.ephemeral() as instance:
+        add_months(instance, ["1996-05", "1996-06"])
         result = dg.materialize(
             [missing_payments],
             instance=instance,
@@ -407,6 +413,7 @@ def test_the_missing_payments_asset_reconciles_before_publishing_and_says_what_i
 PUBLISHER = """
 import json, sys
 
+from ads_assets.defs.partitions import add_months
 from ads_assets.lib import publish
 from ads_assets.lib.detection.scoring import parquet_rows, postgres_rows
 from ads_assets.lib.storage import OutputStore, StagedPartition

@@ -390,12 +390,14 @@ def test_blocking_failure_stops_downstream_assets_in_dagster(
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+    from ads_assets.defs.partitions import add_months
     from ads_assets.lib.raw_schema import ensure_raw_schema
 
     with temporary_database(postgres_target, "q") as target:
         definitions, resources = quality_definitions(target, real_berka / "pkdd99")
         tags = {ASSET_PARTITION_RANGE_START_TAG: "1993-11-01", ASSET_PARTITION_RANGE_END_TAG: "1993-12-01"}
         with dg.DagsterInstance.ephemeral() as instance:
+            add_months(instance, ["1993-11", "1993-12"])
             clean = dg.materialize(definitions, instance=instance, resources=resources, tags=tags, raise_on_error=False)
             assert clean.success
             evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in clean.get_asset_check_evaluations()}

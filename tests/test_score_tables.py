@@ -51,6 +51,10 @@ def scores(month: str, ids: list[int]) -> pd.DataFrame:
             "reasons": [None for _ in ids],
             "model_version": "v2",
             "scored_at": datetime(1998, 1, 1, tzinfo=UTC),
+            "reason": [None for _ in ids],
+            "amount": [100.0 * i for i in ids],
+            "kind": "household",
+            "district_id": [3 for _ in ids],
         }
     )
 

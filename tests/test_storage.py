@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ads_assets.lib.storage import (
+    KMS_KEY_VARIABLE,
     PUBLICATION_METADATA_KEY,
     OutputStore,
     SchemaMismatchError,
@@ -301,6 +302,58 @@ def test_published_files_carry_their_content_type_on_s3(s3: Any, s3_bucket: str,
         "index.html": "text/html; charset=utf-8",
         "style.css": "text/css; charset=utf-8",
         "logo.png": "image/png",
+    }
+
+
+def encryption_of_every_object(s3: Any, bucket: str) -> dict[str, tuple[str | None, str | None]]:
+    """(ServerSideEncryption, SSEKMSKeyId) of each object of `bucket`, by key, as S3 reports them."""
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    heads = {key: s3.head_object(Bucket=bucket, Key=key) for key in keys}
+    return {key: (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) for key, head in heads.items()}
+
+
+def test_every_object_written_on_s3_is_encrypted_with_the_configured_kms_key(
+    s3: Any, s3_bucket: str, kms_key_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KMS_KEY_VARIABLE, kms_key_id)
+    store = OutputStore(f"s3://{s3_bucket}/ads")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / ".marker").write_text("ours")
+    (site / "index.html").write_text("<html/>")
+    s3.put_object(Bucket=s3_bucket, Key="ads/legacy/unencrypted.bin", Body=b"PAR1")
+
+    store.write_partition("anomalies", "1994-01", FRAMES["1994-01"])
+    store.stage_partition("anomalies", "1994-02", FRAMES["1994-02"], token="abc").commit()
+    store.location.rename("legacy/unencrypted.bin", "legacy/renamed.bin")
+    store.write_text("leaderboard.json", "{}")
+    store.publish_folder(site, "quality", marker=".marker")
+
+    encryption = encryption_of_every_object(s3, s3_bucket)
+    assert sorted(encryption) == [
+        "ads/anomalies/_schema.arrow",
+        "ads/anomalies/month=1994-01/part-0.parquet",
+        "ads/anomalies/month=1994-02/part-0.parquet",
+        "ads/leaderboard.json",
+        "ads/legacy/renamed.bin",
+        "ads/quality/.marker",
+        "ads/quality/index.html",
+    ]
+    for key, (algorithm, key_id) in encryption.items():
+        assert algorithm == "aws:kms", key
+        assert key_id is not None and key_id.endswith(kms_key_id), key
+    assert store.read_table("anomalies").num_rows == len(FRAMES["1994-01"]) + len(FRAMES["1994-02"])
+    assert OutputStore(f"s3://{s3_bucket}/ads").read_bytes("legacy/renamed.bin") == b"PAR1"
+
+
+def test_without_a_key_id_s3_objects_use_the_default_kms_key(s3: Any, s3_bucket: str) -> None:
+    store = OutputStore(f"s3://{s3_bucket}/ads")
+    assert store.location.put_args == {"ServerSideEncryption": "aws:kms"}
+    store.write_text("quality/index.html", "<html/>")
+    assert s3.head_object(Bucket=s3_bucket, Key="ads/quality/index.html")["ServerSideEncryption"] == "aws:kms"
+    assert OutputStore(f"s3://{s3_bucket}/ads", kms_key_id="alias/ads").location.put_args == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "alias/ads",
     }
 
 

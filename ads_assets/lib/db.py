@@ -1,8 +1,15 @@
-"""Postgres for ADS: an embedded pgserver instance in ADS_HOME, or an external server by URL."""
+"""Postgres for ADS: an embedded pgserver instance in ADS_HOME, or an external server by URL.
+
+A server off this machine is reached over TLS: its URL gets `sslmode=require` unless the URL's `sslmode`, or
+else libpq's PGSSLMODE, says otherwise (see `default_sslmode`). A local server (a Unix socket, `localhost`, a
+loopback address), the embedded one among them, keeps libpq's default.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import re
 import threading
 import uuid
@@ -29,6 +36,9 @@ _URL_HOST = re.compile(r"^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|[0-9A-Fa-f:.]*:
 _QUERY_KEYS = frozenset({"host", "port", "user", "password", "dbname", "sslmode", "sslrootcert"})
 _SECRET_DELIMITERS = re.compile(r"""[@/:?#&=%'"\\\s]+""")
 SCRUBBED = "***"
+REMOTE_SSLMODE = "require"
+"""The sslmode of a server off this machine whose URL names none (and PGSSLMODE is unset)."""
+SSLMODE_VARIABLE = "PGSSLMODE"
 
 
 class DatabaseUrlError(ValueError):
@@ -204,6 +214,25 @@ def scrub(text: str, *secrets: str | None) -> str:
     return text
 
 
+def is_local_host(host: str) -> bool:
+    """Whether libpq's `host` is on this machine: a Unix socket (a directory, or `@` and an abstract name),
+    `localhost`, or a loopback address (127.0.0.0/8, ::1)."""
+    if host.startswith(("/", "@")) or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_sslmode(host: str) -> str | None:
+    """The sslmode of a connection to `host` whose URL names none: None (libpq's default) for a local server;
+    for any other, PGSSLMODE when set, else `require`."""
+    if is_local_host(host):
+        return None
+    return os.environ.get(SSLMODE_VARIABLE) or REMOTE_SSLMODE
+
+
 @dataclass(frozen=True)
 class PostgresTarget:
     """Where a Postgres database is; `host` is a socket directory for the embedded server."""
@@ -214,23 +243,27 @@ class PostgresTarget:
     password: str | None
     dbname: str
     sslmode: str | None = None
-    """libpq's sslmode (`require`, `verify-full`, …); None: libpq's default (`prefer`)."""
+    """libpq's sslmode (`require`, `verify-full`, `disable`, …); None: libpq's default (PGSSLMODE, else `prefer`)."""
     sslrootcert: str | None = None
     """The CA certificate file that `verify-ca` and `verify-full` check the server's certificate against."""
 
     @classmethod
     def from_url(cls, url: str) -> PostgresTarget:
-        """The target of a `postgresql://` URL (see `split_url`); raises DatabaseUrlError."""
+        """The target of a `postgresql://` URL (see `split_url`); raises DatabaseUrlError.
+
+        Without `sslmode` in the URL, a server off this machine gets `default_sslmode`: TLS required.
+        """
         parts = split_url(url)
         if not parts.is_postgres:
             raise DatabaseUrlError(f"not a Postgres URL: expected {URL_EXAMPLE}")
+        host = parts.host or "localhost"
         return cls(
-            host=parts.host or "localhost",
+            host=host,
             port=parts.port or 5432,
             user=parts.user or "postgres",
             password=parts.password or None,
             dbname=parts.dbname or "postgres",
-            sslmode=parts.sslmode,
+            sslmode=parts.sslmode or default_sslmode(host),
             sslrootcert=parts.sslrootcert,
         )
 

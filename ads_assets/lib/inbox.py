@@ -3,7 +3,9 @@
 A batch file is in either published layout: the PKDD'99 `trans` layout with its header (`*.asc`), or the
 `fin_trans` TSV (`*.tsv`). Once processed, a file moves to `processed/`, or to `failed/` beside a
 `<name>.reason.txt` when it could not be read or some of its lines were quarantined (its good rows are loaded
-all the same: nothing is lost, the quarantined lines are in `raw.quarantine`).
+all the same: nothing is lost, the quarantined lines are in `raw.quarantine`). A file staged from a remote inbox
+has an origin file beside it (`<name>.origin.json`); settling the file settles its origin as well
+(`ads_assets.lib.inbox_s3`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ PROCESSED = "processed"
 FAILED = "failed"
 FORMATS = {".asc": SourceFormat.PKDD99, ".tsv": SourceFormat.FIN}
 """The batch layouts by file suffix."""
+ORIGIN_SUFFIX = ".origin.json"
 
 
 def inbox_folder() -> Path:
@@ -52,8 +55,17 @@ def batch_source(path: Path) -> SourceFile:
     return SourceFile("trans", str(path), layout)
 
 
+def origin_file(path: Path) -> Path:
+    """Where a staged batch file's origin is recorded: `<name>.origin.json` beside it."""
+    return path.with_name(f"{path.name}{ORIGIN_SUFFIX}")
+
+
 def settle(path: Path, reason: str | None = None) -> Path:
-    """Move the batch file to `processed/`, or with a reason to `failed/` beside `<name>.reason.txt`."""
+    """Move the batch file to `processed/`, or with a reason to `failed/` beside `<name>.reason.txt`.
+
+    A file staged from the S3 inbox (it has an origin file) moves its object on S3 the same way.
+    """
+    origin = origin_file(path)
     target = path.parent / (FAILED if reason else PROCESSED)
     target.mkdir(exist_ok=True)
     moved = target / path.name
@@ -62,4 +74,8 @@ def settle(path: Path, reason: str | None = None) -> Path:
     shutil.move(path, moved)
     if reason:
         moved.with_name(f"{moved.name}.reason.txt").write_text(reason.rstrip("\n") + "\n", encoding="utf-8")
+    if origin.is_file():
+        from ads_assets.lib.inbox_s3 import settle_object
+
+        settle_object(origin, moved, reason)
     return moved

@@ -26,6 +26,7 @@ from psycopg import sql
 
 from ads_assets.lib.berka.schema import RELATIONS
 from ads_assets.lib.raw_schema import raw_table
+from ads_assets.lib.security import audit
 from ads_assets.lib.tables import FEATURES_TABLE, LABEL_FILES_TABLE, LABEL_VALUES, LABELS_TABLE, ensure_anomaly_schema
 from ads_assets.settings import Settings, SettingsError
 
@@ -199,8 +200,11 @@ def check_labels(connection: psycopg.Connection, labels: Sequence[Label]) -> lis
     ]
 
 
-def apply_labels(connection: psycopg.Connection, labels: Sequence[Label], by: str) -> Applied:
-    """Write `labels` into `anomaly.labels` in one transaction, replacing earlier labels of the same transactions."""
+def apply_labels(
+    connection: psycopg.Connection, labels: Sequence[Label], by: str, source: str = "command line"
+) -> Applied:
+    """Write `labels` into `anomaly.labels` in one transaction, replacing earlier labels of the same transactions,
+    and record it in `ops.audit` (action `label`: by, source, counts and transactions) in the same transaction."""
     trans_ids = [label.trans_id for label in labels]
     table = _identifier(LABELS_TABLE)
     with connection.transaction(), connection.cursor() as cursor:
@@ -217,7 +221,19 @@ def apply_labels(connection: psycopg.Connection, labels: Sequence[Label], by: st
             ).format(table),
             [(label.trans_id, label.label, label.note, by) for label in labels],
         )
-    return Applied(added=len(set(trans_ids)) - replaced, replaced=replaced)
+        applied = Applied(added=len(set(trans_ids)) - replaced, replaced=replaced)
+        audit.record(
+            cursor,
+            audit.LABEL,
+            by,
+            {
+                "source": source,
+                "added": applied.added,
+                "replaced": applied.replaced,
+                "trans_ids": sorted(set(trans_ids)),
+            },
+        )
+    return applied
 
 
 def label_transaction(connection: psycopg.Connection, trans_id: int, label: str, note: str | None, by: str) -> Applied:
@@ -287,7 +303,7 @@ def _apply_text(
         bad += check_labels(connection, labels)
         if bad:
             raise LabelsRefused(source, sorted(bad, key=lambda line: line.line))
-        applied = apply_labels(connection, labels, by)
+        applied = apply_labels(connection, labels, by, source)
         if taken is not None:
             connection.execute(
                 sql.SQL("INSERT INTO {} (sha256, file_name, labels, by) VALUES (%s, %s, %s, %s)").format(

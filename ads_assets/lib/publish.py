@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg.pq import TransactionStatus
 
-from ads_assets.lib.detection.tables import SCORES_PARQUET_SCHEMA, SCORES_TABLE, SCORES_TABLE_NAME
+from ads_assets.lib.detection.tables import ANALYST_SELECT, SCORES_PARQUET_SCHEMA, SCORES_TABLE, SCORES_TABLE_NAME
 from ads_assets.lib.storage import (
     PART_FILE,
     PUBLICATION_METADATA_KEY,
@@ -93,6 +93,7 @@ SCORES_PUBLICATION = PublishedTable(
         "reasons::text",
         "model_version",
         "scored_at",
+        *ANALYST_SELECT,
     ),
 )
 MISSING_PUBLICATION = PublishedTable(
@@ -246,6 +247,29 @@ def reconcile(
         for line in result.lines():
             log(f"reconciled Parquet with Postgres: {line}")
     return result
+
+
+def migrate(
+    store: OutputStore, connection: psycopg.Connection, table: PublishedTable, upgrade: Callable[[pa.Table], pa.Table]
+) -> list[str]:
+    """Bring both copies of `table` to today's columns; returns the Parquet months rewritten.
+
+    Postgres is migrated first (`ensure_anomaly_schema`, which fills the columns it adds from what Postgres
+    holds); then each Parquet month stored in another schema is upgraded by `upgrade` (`OutputStore.migrate`) and,
+    where Postgres holds the month, rewritten from it, so that both copies hold the same values in the new columns.
+    """
+    _finish_implicit_transaction(connection)
+    with connection.transaction(), connection.cursor() as cursor:
+        ensure_anomaly_schema(cursor)
+        cursor.execute(PUBLICATIONS_DDL)
+        held = _postgres_contents(cursor, table)
+        cursor.execute(f"SELECT month, token FROM {PUBLICATIONS_TABLE} WHERE table_name = %s", (table.postgres_table,))  # noqa: S608 - PublishedTable names are module constants, values go as parameters
+        tokens: dict[str, str] = dict(cursor.fetchall())
+    rewritten = store.migrate(table.name, table.schema, upgrade)
+    for month in rewritten:
+        if month in held:
+            _write_from_postgres(store, connection, table, month, tokens.get(month))
+    return rewritten
 
 
 def postgres_month(connection: psycopg.Connection, table: PublishedTable, month: str) -> pa.Table:

@@ -3,7 +3,9 @@
 A root is a local folder (`./ads_output`) or `s3://bucket/prefix`. On S3 the endpoint comes from
 `ADS_S3_ENDPOINT_URL`, else `AWS_ENDPOINT_URL` (unset: AWS itself), and the region from `AWS_REGION`,
 else `AWS_DEFAULT_REGION`, else us-east-1; credentials follow the usual AWS chain. Objects are written
-with boto3 and Parquet is read back with pyarrow datasets.
+with boto3 (Parquet is encoded in memory first) and Parquet is read back with pyarrow datasets. Every object an
+`OutputStore` writes on S3, copies included, is encrypted with SSE-KMS: the key of `ADS_S3_KMS_KEY_ID`, else the
+AWS-managed key aws/s3.
 
 A month can be published in two phases (`OutputStore.stage_partition`, then `StagedPartition.commit`): the file
 is first written under a name every reader skips, and replaces the month's file in one step once the caller
@@ -31,6 +33,9 @@ import pyarrow.parquet as pq
 
 S3_SCHEME = "s3://"
 S3_ENDPOINT_VARIABLES = ("ADS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+KMS_KEY_VARIABLE = "ADS_S3_KMS_KEY_ID"
+"""The setting that names the KMS key of every object ADS writes on S3: published outputs and model files."""
+SSE_KMS = "aws:kms"
 DEFAULT_REGION = "us-east-1"
 PARTITION_COLUMN = "month"
 PART_FILE = "part-0.parquet"
@@ -72,6 +77,13 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any
     import boto3
 
     return boto3.client("s3", endpoint_url=endpoint_url or s3_endpoint_url(), region_name=region or s3_region())
+
+
+def sse_kms_put_args(kms_key_id: str | None = None) -> dict[str, str]:
+    """The S3 write arguments of SSE-KMS encryption under `kms_key_id`, else `ADS_S3_KMS_KEY_ID`, else the
+    AWS-managed key aws/s3 (no key id sent)."""
+    key_id = kms_key_id or os.environ.get(KMS_KEY_VARIABLE) or None
+    return {"ServerSideEncryption": SSE_KMS, **({"SSEKMSKeyId": key_id} if key_id else {})}
 
 
 def guess_content_type(name: str) -> str:
@@ -136,7 +148,7 @@ class Location(ABC):
 
     @abstractmethod
     def arrow(self, key: str) -> tuple[pafs.FileSystem, str]:
-        """A pyarrow filesystem and the path of `key` on it."""
+        """A pyarrow filesystem and the path of `key` on it, to read from: writes go through `write_bytes`."""
 
 
 class LocalLocation(Location):
@@ -288,11 +300,15 @@ class OutputStore:
     A table is `{root}/{table}/month=YYYY-MM/part-0.parquet`, one file per month, plus `{table}/_schema.arrow`
     (ignored by Parquet readers), the Arrow schema the table was first written with. Every later month is cast
     to it, so types stay the same in every file, and in empty months, and a frame that does not fit is refused.
+    On S3 every object is written with SSE-KMS under `kms_key_id`, else `ADS_S3_KMS_KEY_ID`, else the AWS-managed
+    key aws/s3 (see `sse_kms_put_args`).
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, client: Any | None = None, kms_key_id: str | None = None
+    ) -> None:
         self.root = str(root)
-        self.location = open_location(root)
+        self.location = open_location(root, client=client, put_args=sse_kms_put_args(kms_key_id))
 
     def __repr__(self) -> str:
         return f"OutputStore({self.root!r})"

@@ -5,6 +5,8 @@ and reconciled like any load, rows already loaded quarantined), dbt rebuilds the
 the batch touches (with its tests), and those months are rescored by the model that `detection/anomaly_models`
 recorded for them (the latest month's model for a month after the last trained one), its selected champion
 and the rules, with reasons, then published to Postgres and Parquet; its high-severity rows raise alerts.
+A batch that reaches a month the partitions do not have yet adds it, and each rescored month is recorded as a
+materialization of that month of `anomaly/transaction_scores`.
 """
 
 import os
@@ -21,8 +23,8 @@ from ads_assets.defs.dbt.resource import AdsDbtCliResource
 from ads_assets.defs.detection.assets import ALERT_COLUMNS
 from ads_assets.defs.detection.io_manager import ModelIOManager, recorded_partition_model
 from ads_assets.defs.detection.selection import Champions
-from ads_assets.defs.keys import MODELS_KEY
-from ads_assets.defs.partitions import monthly_partitions, next_month
+from ads_assets.defs.keys import MODELS_KEY, SCORES_KEY
+from ads_assets.defs.partitions import add_months, month_key, month_keys, next_month
 from ads_assets.defs.resources import AlertsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.alerting import HIGH_SEVERITY_SCORE, high_severity_anomalies
 from ads_assets.lib.berka.formats import SourceError, SourceFile, read_rows
@@ -70,6 +72,7 @@ def score_inbox_batch(
         settle(path, str(error))
         raise dg.Failure(f"{path.name}: {error} (moved to failed/)") from error
     months = sorted({day.replace(day=1) for day in added.values()})
+    new_partitions = add_months(context.instance, [month.isoformat() for month in months])
     if months:
         _rebuild_features(postgres, dbt, months)
     scored = flagged = 0
@@ -103,6 +106,18 @@ def score_inbox_batch(
             publish_month(
                 store, connection, SCORES_PUBLICATION, f"{month:%Y-%m}", postgres_rows(scores), parquet_rows(scores)
             )
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=SCORES_KEY,
+                    partition=month_key(month),
+                    description=f"rescored with the inbox batch {path.name}",
+                    metadata={
+                        "dagster/row_count": len(scores),
+                        "flagged": int(scores["is_anomaly"].sum()),
+                        "model_version": version,
+                    },
+                )
+            )
             batch = scores.loc[scores["trans_id"].isin(list(added))]
             scored += len(batch)
             flagged += int(batch["is_anomaly"].sum())
@@ -122,6 +137,7 @@ def score_inbox_batch(
             "rows_accepted": report.rows_accepted,
             "rows_quarantined": report.rows_quarantined,
             "months": dg.MetadataValue.json([f"{month:%Y-%m}" for month in months]),
+            "new_month_partitions": dg.MetadataValue.json([key[:7] for key in new_partitions]),
             "scored": scored,
             "flagged": flagged,
             "seconds": round(time.perf_counter() - started, 1),
@@ -163,8 +179,9 @@ def _rebuild_features(postgres: PostgresResource, dbt: AdsDbtCliResource, months
 
 def _model_for(instance: dg.DagsterInstance, registry: ModelRegistry, month: date) -> tuple[EnsembleDetector, str]:
     """The model recorded for `month`, else for the latest month before it that has one."""
-    keys = [key for key in monthly_partitions.get_partition_keys() if key <= month.isoformat()]
-    for key in reversed(keys or monthly_partitions.get_partition_keys()):
+    known = month_keys(instance)
+    earlier = [key for key in known if key <= month.isoformat()]
+    for key in reversed(earlier or known):
         recorded = recorded_partition_model(instance, MODELS_KEY, key)
         if recorded.get("model_version"):
             name = recorded.get("model_name", f"{MODELS_NAME}__{key}")

@@ -2,7 +2,14 @@
 
 import dagster as dg
 
-from ads_assets.defs.keys import LABELS_KEY, MODELS_KEY, QUALITY_REPORT_KEY, SELECTION_KEY
+from ads_assets.defs.keys import (
+    FEATURES_KEY,
+    LABELS_KEY,
+    MISSING_PAYMENTS_KEY,
+    MODELS_KEY,
+    QUALITY_REPORT_KEY,
+    SELECTION_KEY,
+)
 
 nightly_quality_job = dg.define_asset_job(
     name="nightly_quality_report",
@@ -16,5 +23,15 @@ retrain_job = dg.define_asset_job(
     description=(
         "Apply the labels inbox, retrain the anomaly model of a month with the analyst labels, and select its "
         "champion on fresh canaries."
+    ),
+)
+
+score_months_job = dg.define_asset_job(
+    name="score_months",
+    selection=dg.AssetSelection.assets(FEATURES_KEY, MISSING_PAYMENTS_KEY).downstream(),
+    description=(
+        "Rebuild the features of some months from the rows already in raw.fin_trans, then their models, champions, "
+        "scores and missing payments: what the new_months sensor runs when rows of a new month reach the raw table "
+        "without coming from the source."
     ),
 )

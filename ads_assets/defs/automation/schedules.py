@@ -7,7 +7,7 @@ Turn them on in the UI (Automation, or the job's page: the schedule's toggle) or
 import dagster as dg
 
 from ads_assets.defs.automation.jobs import nightly_quality_job, retrain_job
-from ads_assets.defs.partitions import monthly_partitions
+from ads_assets.defs.partitions import month_keys
 
 nightly_quality_schedule = dg.ScheduleDefinition(
     name="nightly_quality_report",
@@ -30,7 +30,8 @@ nightly_quality_schedule = dg.ScheduleDefinition(
 )
 def monthly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """The retrain run of the latest month partition, keyed by it so each month is retrained once."""
-    latest = monthly_partitions.get_last_partition_key()
-    if latest is None:
+    known = month_keys(context.instance)
+    if not known:
         return dg.SkipReason("no month partitions yet: load transactions first")
+    latest = known[-1]
     return dg.RunRequest(run_key=f"retrain-{latest}", partition_key=latest, tags={"ads/trigger": "monthly_retrain"})

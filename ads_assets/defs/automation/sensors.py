@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ads_assets.defs.automation.jobs import retrain_job
-from ads_assets.defs.partitions import month_start, monthly_partitions, next_month
+from ads_assets.defs.partitions import month_keys, month_start, next_month
 from ads_assets.defs.resources import AlertsResource, PostgresResource
 from ads_assets.lib.alerting import run_failure
 from ads_assets.lib.detection.drift import major_drift_since
@@ -41,7 +41,7 @@ def drift_retrain(context: dg.SensorEvaluationContext, postgres: PostgresResourc
     since = datetime.fromisoformat(context.cursor) if context.cursor else datetime.min.replace(tzinfo=UTC)
     with postgres.connect() as connection:
         drifted = major_drift_since(connection, since)
-    known = set(monthly_partitions.get_partition_keys())
+    known = set(month_keys(context.instance))
     requests = []
     for month in sorted({month for month, _ in drifted}):
         following = next_month(month_start(month)).isoformat()

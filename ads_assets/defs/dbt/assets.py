@@ -16,7 +16,7 @@ from ads_assets.defs.dbt.project import (
     prune_invocation_folders,
     target_folder,
 )
-from ads_assets.defs.partitions import monthly_partitions
+from ads_assets.defs.partitions import monthly_partitions, partition_window
 from ads_assets.defs.resources import MetricsResource, PostgresResource
 from ads_assets.lib.metrics import seconds_metric
 
@@ -110,11 +110,9 @@ def dbt_partitioned_models(
 ) -> Iterator:
     """The monthly feature table, rebuilt for the run's window of months in one dbt invocation; the build's wall
     time goes to `ops.metrics` (stage `features`, `build_seconds`)."""
-    window = context.partition_time_window
+    first_day, end_day = partition_window(context)
     started = time.perf_counter()
-    yield from _run_dbt(
-        context, dbt, postgres, {"min_date": f"{window.start:%Y-%m-%d}", "max_date": f"{window.end:%Y-%m-%d}"}
-    )
+    yield from _run_dbt(context, dbt, postgres, {"min_date": first_day.isoformat(), "max_date": end_day.isoformat()})
     build = seconds_metric(context.run.run_id, "", "features", "build_seconds", time.perf_counter() - started)
     with postgres.connect() as connection:
         metrics.report(connection, [build], context.log)

@@ -14,14 +14,15 @@ from ads_assets.defs.partitions import monthly_partitions, next_month, partition
 from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
 from ads_assets.lib.alerting import HIGH_SEVERITY_SCORE, AlertEvent, high_severity_anomalies
 from ads_assets.lib.alerting import drift as drift_event
+from ads_assets.lib.athena import ATHENA_FOLDER, write_athena
 from ads_assets.lib.detection.drift import DRIFT_COLUMNS, drift_retrain_months, monthly_drift, write_drift
 from ads_assets.lib.detection.ensemble import DEFAULT_WEIGHTS, EnsembleDetector
 from ads_assets.lib.detection.online import Batch, OnlineState, OnlineUpdater
 from ads_assets.lib.detection.scoring import by_date, parquet_rows, postgres_rows
-from ads_assets.lib.detection.tables import SCORES_PARQUET_SCHEMA, SCORES_TABLE_NAME, upgrade_scores_parquet
+from ads_assets.lib.detection.tables import SCORES_TABLE_NAME, upgrade_scores_parquet
 from ads_assets.lib.detection.training import TrainingWindow, frame_digest, training_frame, training_windows
 from ads_assets.lib.metrics import Metric, delivery_metric, flagged_metrics, training_metrics
-from ads_assets.lib.publish import MISSING_PUBLICATION, SCORES_PUBLICATION, publish_month, reconcile
+from ads_assets.lib.publish import MISSING_PUBLICATION, SCORES_PUBLICATION, migrate, publish_month, reconcile
 from ads_assets.lib.tables import (
     FEATURES_TABLE,
     MISSING_PAYMENTS_TABLE,
@@ -264,8 +265,9 @@ def transaction_scores(
     """Every transaction's anomaly score for the month, with alerts and the reasons behind each alert.
 
     Postgres `anomaly.transaction_scores` (trans_id, account_id, trans_date, month, score, is_anomaly,
-    detector_scores, rule_hits, reasons, model_version, scored_at) and the same rows as Parquet under
-    `{output}/transaction_scores/month=YYYY-MM/`. `detector_scores` maps each ML detector's name, `ml` and
+    detector_scores, rule_hits, reasons, model_version, scored_at, and for analysts reason, amount, kind and
+    district_id) and the same rows as Parquet under `{output}/transaction_scores/month=YYYY-MM/`, with the
+    Athena DDL and Glue definitions of every published table under `{output}/athena/`. `detector_scores` maps each ML detector's name, `ml` and
     `rules` to their scores. Each month is scored by the model that `detection/anomaly_models` recorded for
     it, verified against its sha256; `model_version` names that model (months that share a model share the
     version). Detectors that read sequences get the accounts' earlier rows. Re-scoring a month replaces it.
@@ -280,11 +282,11 @@ def transaction_scores(
     to `ops.metrics` and to the partition's metadata.
     """
     store = output_store.store()
-    migrated = store.migrate(SCORES_TABLE_NAME, SCORES_PARQUET_SCHEMA, upgrade_scores_parquet)
-    if migrated:
-        context.log.info(f"upgraded {len(migrated)} stored months of transaction_scores to the detector_scores map")
     recent = RecentMonths()
     with postgres.connect() as connection:
+        migrated = migrate(store, connection, SCORES_PUBLICATION, upgrade_scores_parquet)
+        if migrated:
+            context.log.info(f"upgraded {len(migrated)} stored months of transaction_scores to today's columns")
         reconciled = reconcile(store, connection, SCORES_PUBLICATION, log=context.log.warning)
         champions = Champions(context.instance, connection)
         labels = label_map(connection)
@@ -336,9 +338,11 @@ def transaction_scores(
                 },
                 partition_key=month.isoformat(),
             )
+    athena = write_athena(store)
     return dg.MaterializeResult(
         metadata={
             "parquet": dg.MetadataValue.url(store.url(SCORES_TABLE_NAME)),
+            "athena_ddl": dg.MetadataValue.url(store.url(ATHENA_FOLDER)) if athena else "none: nothing published",
             "reconciled_months": dg.MetadataValue.json(reconciled.fixes),
         }
     )

@@ -3,7 +3,7 @@
 import dagster as dg
 import psycopg
 
-from ads_assets.defs.partitions import monthly_partitions
+from ads_assets.defs.partitions import monthly_partitions, partition_window
 from ads_assets.defs.resources import BerkaSourceResource, MetricsResource, PostgresResource
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS, Relation
 from ads_assets.lib.ingest import LoadReport, MonthWindow, load_relation
@@ -41,8 +41,7 @@ def _load_metadata(report: LoadReport) -> dict[str, dg.MetadataValue | int | str
 
 
 def _partition_window(context: dg.AssetExecutionContext) -> MonthWindow:
-    time_window = context.partition_time_window
-    return MonthWindow(time_window.start.date(), time_window.end.date())
+    return MonthWindow(*partition_window(context))
 
 
 def monthly_rows(connection: psycopg.Connection, relation: Relation, window: MonthWindow) -> dict[str, int]:

@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .ensemble import EnsembleDetector, Scored
-from .tables import SCORE_COLUMNS
+from .tables import ANALYST_COLUMNS, SCORE_COLUMNS
 
 
 def by_date(frame: pd.DataFrame) -> pd.DataFrame:
@@ -42,6 +43,7 @@ def score_month(
     table = scored.table
     reasons = ensemble.explain(frame, scored=scored, only_flagged=True, history=history)
     reason_by_trans = {int(reason["trans_id"]): json.dumps(reason, default=str) for reason in reasons}
+    sentence_by_trans = {int(reason["trans_id"]): reason.get("sentence") for reason in reasons}
     rule_names = [rule.name for rule in ensemble.rules.rules]
     severities = table[rule_names].to_numpy() if rule_names else np.zeros((len(table), 0))
     trans_ids = table["trans_id"].astype("int64")
@@ -58,8 +60,24 @@ def score_month(
             "reasons": [reason_by_trans.get(int(trans_id)) for trans_id in trans_ids],
             "model_version": version,
             "scored_at": datetime.now(UTC),
+            **analyst_columns(frame, [sentence_by_trans.get(int(trans_id)) for trans_id in trans_ids]),
         }
     )
+
+
+def analyst_columns(features: pd.DataFrame, sentences: list[str | None]) -> dict[str, pd.Series]:
+    """The score rows' `ANALYST_COLUMNS`, in `features`' row order: the reason sentences given, and what each
+    copies of its feature row."""
+    index = pd.RangeIndex(len(features))
+    columns = {}
+    for column in ANALYST_COLUMNS:
+        values = sentences if column.feature is None else features[column.feature].to_numpy()
+        columns[column.name] = pd.Series(values, index=index).astype(PANDAS_TYPES[column.arrow_type])
+    return columns
+
+
+PANDAS_TYPES = {pa.string(): "string", pa.float64(): "float64", pa.int64(): "Int64"}
+"""The pandas dtype of each Arrow type of `ANALYST_COLUMNS`, nullable where pandas has one."""
 
 
 def postgres_rows(scores: pd.DataFrame) -> pd.DataFrame:

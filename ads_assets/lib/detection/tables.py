@@ -6,12 +6,19 @@ one map column, `detector_scores` (jsonb in Postgres, `map<string, double>` in P
 detector's calibrated score under its registry name, plus `ml` (the combined ML part) and `rules`
 (the rules' part). Adding a detector changes no table.
 
-Tables written before the map column existed (with `iforest_score` and `lof_score` columns) are
-upgraded in place: `ensure_scores_table` migrates Postgres, `upgrade_scores_parquet` rewrites a
-stored Parquet month (see `OutputStore.migrate`).
+For analysts and BI tools (Athena, Tableau) the transaction's signed `amount`, its `kind`, its
+account's `district_id` and the alert's `reason` sentence are top-level columns beside the JSON
+detail (`ANALYST_COLUMNS`, the last columns of both copies).
+
+Tables written before the map column existed (with `iforest_score` and `lof_score` columns), or
+before the analyst columns, are upgraded in place: `ensure_scores_table` migrates Postgres,
+`upgrade_scores_parquet` rewrites a stored Parquet month (see `OutputStore.migrate`).
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
 
 import psycopg
 import pyarrow as pa
@@ -20,6 +27,32 @@ import pyarrow.compute as pc
 SCORES_TABLE = "anomaly.transaction_scores"
 SCORES_TABLE_NAME = "transaction_scores"
 LEGACY_DETECTOR_COLUMNS = ("iforest_score", "lof_score")
+FEATURES_TABLE = "marts.fct_transaction_features"
+
+
+@dataclass(frozen=True)
+class AnalystColumn:
+    """A top-level column of the score table for analysts: its name, Postgres and Arrow types, and the column of
+    `marts.fct_transaction_features` it copies (None for `reason`, the sentence of the row's reasons)."""
+
+    name: str
+    postgres_type: str
+    arrow_type: pa.DataType
+    feature: str | None
+
+
+ANALYST_COLUMNS = (
+    AnalystColumn("reason", "text", pa.string(), None),
+    AnalystColumn("amount", "numeric", pa.float64(), "signed_amount"),
+    AnalystColumn("kind", "text", pa.string(), "transaction_kind"),
+    AnalystColumn("district_id", "bigint", pa.int64(), "account_district_id"),
+)
+"""The alert's reason sentence (null when not flagged), the signed amount, the transaction kind and the district
+of the branch that holds the account, as the feature table has them; appended after the original columns."""
+ANALYST_SELECT = tuple(
+    f"{column.name}::float8" if pa.types.is_floating(column.arrow_type) else column.name for column in ANALYST_COLUMNS
+)
+"""The SQL expressions that read `ANALYST_COLUMNS` back from Postgres in their Arrow types (numeric as float8)."""
 
 SCORES_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS anomaly;
@@ -34,7 +67,8 @@ CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
     rule_hits text[] NOT NULL,
     reasons jsonb,
     model_version text NOT NULL,
-    scored_at timestamptz NOT NULL
+    scored_at timestamptz NOT NULL,
+    {", ".join(f"{column.name} {column.postgres_type}" for column in ANALYST_COLUMNS)}
 );
 CREATE INDEX IF NOT EXISTS transaction_scores_month_idx ON {SCORES_TABLE} (month);
 CREATE INDEX IF NOT EXISTS transaction_scores_trans_id_idx ON {SCORES_TABLE} (trans_id);
@@ -53,6 +87,7 @@ SCORE_COLUMNS = [
     "reasons",
     "model_version",
     "scored_at",
+    *(column.name for column in ANALYST_COLUMNS),
 ]
 
 SCORES_PARQUET_SCHEMA = pa.schema(
@@ -67,14 +102,21 @@ SCORES_PARQUET_SCHEMA = pa.schema(
         ("reasons", pa.string()),
         ("model_version", pa.string()),
         ("scored_at", pa.timestamp("us", tz="UTC")),
+        *((column.name, column.arrow_type) for column in ANALYST_COLUMNS),
     ]
 )
 """`{output}/transaction_scores/month=YYYY-MM/`: the columns of anomaly.transaction_scores; `reasons` is JSON text."""
 
 
 def ensure_scores_table(cursor: psycopg.Cursor) -> None:
-    """Create the score table, or upgrade one with per-detector columns to the `detector_scores` map."""
+    """Create the score table, or upgrade an older one: per-detector columns become the `detector_scores` map,
+    and the analyst columns are added and filled (see `add_analyst_columns`)."""
     cursor.execute(SCORES_DDL)
+    _fold_legacy_detector_columns(cursor)
+    add_analyst_columns(cursor)
+
+
+def _fold_legacy_detector_columns(cursor: psycopg.Cursor) -> None:
     cursor.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'anomaly' "
         "AND table_name = %s AND column_name = ANY(%s)",
@@ -92,21 +134,62 @@ def ensure_scores_table(cursor: psycopg.Cursor) -> None:
     cursor.execute(f"ALTER TABLE {SCORES_TABLE} " + ", ".join(f"DROP COLUMN {column}" for column in legacy))
 
 
+def add_analyst_columns(cursor: psycopg.Cursor) -> list[str]:
+    """Add the analyst columns a score table of an earlier version lacks, filled from each row's reasons and
+    feature row (where the feature table has it); returns the columns added, none when all are there."""
+    cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'anomaly' AND table_name = %s",
+        (SCORES_TABLE_NAME,),
+    )
+    present = {row[0] for row in cursor.fetchall()}
+    missing = [column for column in ANALYST_COLUMNS if column.name not in present]
+    if not missing:
+        return []
+    cursor.execute(
+        f"ALTER TABLE {SCORES_TABLE} "
+        + ", ".join(f"ADD COLUMN IF NOT EXISTS {column.name} {column.postgres_type}" for column in missing)
+    )
+    if any(column.feature is None for column in missing):
+        cursor.execute(f"UPDATE {SCORES_TABLE} SET reason = reasons->>'sentence'")  # noqa: S608 - SCORES_TABLE is a module constant
+    copied = [column for column in missing if column.feature is not None]
+    features = cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (FEATURES_TABLE,)).fetchone()
+    if copied and features and features[0]:
+        assignments = ", ".join(f"{column.name} = f.{column.feature}" for column in copied)
+        cursor.execute(
+            f"UPDATE {SCORES_TABLE} AS s SET {assignments} FROM {FEATURES_TABLE} AS f WHERE f.trans_id = s.trans_id"  # noqa: S608 - ANALYST_COLUMNS and table constants only
+        )
+    return [column.name for column in missing]
+
+
 def upgrade_scores_parquet(table: pa.Table) -> pa.Table:
-    """A Parquet month of the score table with its per-detector columns folded into `detector_scores`."""
+    """A Parquet month of the score table in today's columns: per-detector columns folded into
+    `detector_scores`, and the analyst columns it lacks added (`reason` from the reasons JSON, the others null
+    until the month is rewritten from Postgres)."""
     legacy = [column for column in LEGACY_DETECTOR_COLUMNS if column in table.column_names]
-    if not legacy:
-        return table
-    names = [column.removesuffix("_score") for column in legacy]
-    values = [table.column(column).to_pylist() for column in legacy]
-    maps = [
-        [(name, value) for name, value in zip(names, row, strict=True) if value is not None]
-        for row in zip(*values, strict=True)
-    ]
-    upgraded = table.drop_columns(legacy)
-    column = pa.array(maps, type=pa.map_(pa.string(), pa.float64()))
-    return upgraded.append_column("detector_scores", column).select(
-        [name for name in SCORES_PARQUET_SCHEMA.names if name in upgraded.column_names or name == "detector_scores"]
+    upgraded = table
+    if legacy:
+        names = [column.removesuffix("_score") for column in legacy]
+        values = [table.column(column).to_pylist() for column in legacy]
+        maps = [
+            [(name, value) for name, value in zip(names, row, strict=True) if value is not None]
+            for row in zip(*values, strict=True)
+        ]
+        upgraded = upgraded.drop_columns(legacy).append_column(
+            "detector_scores", pa.array(maps, type=pa.map_(pa.string(), pa.float64()))
+        )
+    for column in ANALYST_COLUMNS:
+        if column.name not in upgraded.column_names:
+            values = _sentences(upgraded) if column.name == "reason" else pa.nulls(len(upgraded), column.arrow_type)
+            upgraded = upgraded.append_column(pa.field(column.name, column.arrow_type), values)
+    return upgraded.select(SCORES_PARQUET_SCHEMA.names)
+
+
+def _sentences(table: pa.Table) -> pa.Array:
+    """The `sentence` of each row's reasons JSON (null without reasons)."""
+    documents = table.column("reasons").to_pylist() if "reasons" in table.column_names else [None] * len(table)
+    parsed = [json.loads(text) if text else None for text in documents]
+    return pa.array(
+        [document.get("sentence") if isinstance(document, dict) else None for document in parsed], type=pa.string()
     )
 
 

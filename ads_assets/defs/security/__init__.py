@@ -1,0 +1,1 @@
+"""Access control: the ADS roles and the analyst's masked views."""
