@@ -31,7 +31,7 @@ from ads_assets.lib.db import (
     url_secrets,
 )
 from ads_assets.lib.ingest import TransactionSpan, plausible_window, transaction_span
-from ads_assets.lib.storage import is_s3, s3_endpoint_url, s3_region, split_s3_uri
+from ads_assets.lib.storage import is_s3, s3_endpoint_url, s3_region, split_s3_uri, sse_kms_put_args
 from ads_assets.settings import (
     DEFAULT_ACCOUNTS,
     DEFAULT_ANOMALY_RATE,
@@ -206,7 +206,7 @@ def check_s3_output(uri: str) -> None:
     key = f"{prefix}/.ads-write-check-{uuid.uuid4().hex}" if prefix else f".ads-write-check-{uuid.uuid4().hex}"
     try:
         client.head_bucket(Bucket=bucket)
-        client.put_object(Bucket=bucket, Key=key, Body=b"")
+        client.put_object(Bucket=bucket, Key=key, Body=b"", **sse_kms_put_args())
         client.delete_object(Bucket=bucket, Key=key)
     except NoCredentialsError:
         raise SettingsError(

@@ -488,10 +488,11 @@ def run_pipeline(
     `echo`, a stream, with --verbose); `dbt_lines`, when given, registers a listener for dbt's output lines.
     """
     from ads_assets.definitions import defs
-    from ads_assets.defs.partitions import month_keys
+    from ads_assets.defs.partitions import add_months, month_keys, months_between
 
     first, last = window or environment.settings.months
     with dg.DagsterInstance.get() as instance:
+        add_months(instance, months_between(*environment.settings.months))
         partition_keys = [key for key in month_keys(instance) if first <= key[:7] <= last]
     job = defs.resolve_job_def(JOB_NAME)
     progress = RunProgress(reporter, planned_steps(job), months=len(partition_keys))

@@ -233,13 +233,12 @@ def test_online_learning_refreshes_the_model_between_retrains(detection: Detecti
 
 
 def test_a_batch_file_in_the_inbox_is_loaded_scored_and_settled(detection: Detection, tmp_path: Path) -> None:
-    """The inbox path: new transactions of 1996-11 and of 1996-12, a month with no partition yet, in a PKDD'99
-    batch file get features and scores, and 1996-12 becomes a partition whose scores are recorded; the file has
-    an unreadable line too, so it goes to failed/ with its reason, and its good rows are scored all the same."""
+    """The inbox path: new transactions of 1996-12, a month with no partition yet, in a PKDD'99 batch file get
+    features and scores, and 1996-12 becomes a partition whose scores are recorded; the file has an unreadable
+    line too, so it goes to failed/ with its reason, and its good rows are scored all the same."""
     header, *lines = (detection.output.parent / "source" / "trans.asc").read_text(encoding="latin-1").splitlines()
-    november = [line.split(";") for line in lines if line.split(";")[2].startswith("9611")][:2]
-    december = [line.split(";") for line in lines if line.split(";")[2].startswith("9612")][:1]
-    new = [";".join([str(9_000_001 + index), *fields[1:]]) for index, fields in enumerate(november + december)]
+    december = [line.split(";") for line in lines if line.split(";")[2].startswith("9612")][:3]
+    new = [";".join([str(9_000_001 + index), *fields[1:]]) for index, fields in enumerate(december)]
     inbox = tmp_path / "ads_inbox"
     inbox.mkdir()
     batch = inbox / "batch-1.asc"
@@ -251,7 +250,7 @@ def test_a_batch_file_in_the_inbox_is_loaded_scored_and_settled(detection: Detec
     )
     assert result.success
     scores = detection.scores().set_index("trans_id")
-    assert list(scores.loc[[9_000_001, 9_000_002, 9_000_003], "month"]) == ["1996-11", "1996-11", "1996-12"]
+    assert set(scores.loc[[9_000_001, 9_000_002, 9_000_003], "month"]) == {"1996-12"}
     assert scores.loc[[9_000_001, 9_000_002, 9_000_003], "score"].between(0, 1).all()
     assert month_keys(detection.instance)[-2:] == [MONTHS[-1], "1996-12-01"]
     recorded = detection.instance.fetch_materializations(

@@ -55,7 +55,15 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from ads_assets.lib.storage import LocalLocation, Location, S3Location, is_s3, open_location
+from ads_assets.lib.storage import (
+    KMS_KEY_VARIABLE,
+    LocalLocation,
+    Location,
+    S3Location,
+    is_s3,
+    open_location,
+    sse_kms_put_args,
+)
 from ads_assets.settings import Settings, SettingsError
 
 MODEL_KEY_VARIABLE = "ADS_MODEL_KEY"
@@ -66,7 +74,6 @@ MIN_SIGNING_KEY_LENGTH = 32
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
 _SIGNED_PREFIX = b"ads-model-manifest/2\n"
 _KEY_ID_MESSAGE = b"ads-model-signing-key-id"
-KMS_KEY_VARIABLE = "ADS_S3_KMS_KEY_ID"
 KEY_FILE = "model.key"
 MANIFEST_FILE = "manifest.json"
 LOCAL_MODEL_FILE = "model.joblib.fernet"
@@ -305,9 +312,7 @@ class ModelRegistry:
         self._signing_key = signing_key
         if is_s3(self.root):
             self.kms_key_id = kms_key_id or os.environ.get(KMS_KEY_VARIABLE) or None
-            put_args = {"ServerSideEncryption": "aws:kms"}
-            if self.kms_key_id:
-                put_args["SSEKMSKeyId"] = self.kms_key_id
+            put_args = sse_kms_put_args(self.kms_key_id)
             self.location: Location = open_location(self.root, client=s3_client, put_args=put_args)
             self.model_file = S3_MODEL_FILE
         else:
