@@ -11,7 +11,9 @@ tests of `tests/test_cli.py` assert on it:
 - `recovery`: on a fourth copy, `ads run --months` killed with SIGKILL once it has ingested, again as it
   starts scoring, then two such runs started at once: one refuses in one line, the other recovers what the
   killed ones left and succeeds;
-- `s3_run`: `ads run --output s3://<new bucket>/runs/ads` in a fresh ADS_HOME, against moto.
+- `s3_run`: `ads run --output s3://<new bucket>/runs/ads` in a fresh ADS_HOME, against moto;
+- `parallel`: on a fifth copy, the scores of two months materialized at once by two `dagster asset materialize`
+  processes, each its own run with the code location's (multiprocess) executor.
 
 The runs the selected tests name start with the session's first test, two at a time: the built pipeline
 beside the S3 run, then the two runs on copies of the built pipeline. The copies are made as the build
@@ -42,7 +44,7 @@ from typing import IO, Any
 import psycopg
 import pytest
 
-from ads_assets.environment import embedded_postgres_running, stop_embedded_postgres
+from ads_assets.environment import STORAGE_URL_VARIABLE, embedded_postgres_running, stop_embedded_postgres
 from ads_assets.lib.berka.schema import LOAD_ORDER, RELATIONS
 from ads_assets.lib.db import PostgresTarget, connect, embedded_postgres, table_count
 from ads_assets.lib.fingerprints import forget_runs
@@ -53,8 +55,8 @@ from ads_assets.lib.tables import SCORES_TABLE
 REPO = Path(__file__).resolve().parents[1]
 LABELLED_MONTH = "1993-04"
 """The month of the transaction `reran` labels (the last): the next run redoes it alone."""
-RUNS = ("built", "rescored", "failed_run", "s3_run", "reran", "recovery")
-COPIES = frozenset({"rescored", "failed_run", "reran", "recovery"})
+RUNS = ("built", "rescored", "failed_run", "s3_run", "reran", "recovery", "parallel")
+COPIES = frozenset({"rescored", "failed_run", "reran", "recovery", "parallel"})
 """The runs made on a copy of the built pipeline."""
 RUN_TIMEOUT = 600
 """The fixtures that hold a background run: a test that names one runs after the others."""
@@ -206,6 +208,23 @@ class Recovery:
     """`published_ids` after the recovering run."""
 
 
+@dataclass
+class Parallel:
+    """Two month runs at once on a copy of the built pipeline: each process's result, and what the storage holds."""
+
+    home: Path
+    output: Path
+    months: tuple[str, str]
+    started: datetime
+    results: list[subprocess.CompletedProcess]
+    runs: dict[str, tuple[str, str, float, float]]
+    """Each new run's id: (status, partition, start time, end time)."""
+    scored_at: dict[str, datetime]
+    """Each month's latest `scored_at`."""
+    rows: dict[str, int]
+    """Each month's rows in anomaly.transaction_scores."""
+
+
 class Streamed:
     """`ads ARGS` in a session of its own, its output lines read as they come."""
 
@@ -328,6 +347,7 @@ class EndToEnd:
             ("failed_run", self._failed_run),
             ("reran", self._reran),
             ("recovery", self._recovery),
+            ("parallel", self._parallel),
         )
         for name, job in jobs:
             if name in runs:
@@ -488,6 +508,64 @@ class EndToEnd:
             ids=ids,
         )
 
+    def _parallel(self, source: Path) -> Parallel | None:
+        copy = self._copy_of_built("parallel")
+        if copy is None:
+            return None
+        home, output = copy
+        target = embedded_postgres(home / "pgdata")
+        with connect(target) as connection:
+            runs_before = {row[0] for row in connection.execute("SELECT run_id FROM runs")}
+        environment = {
+            **self.environment,
+            "ADS_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            STORAGE_URL_VARIABLE: target.sqlalchemy_url("psycopg2"),
+            "ADS_SOURCE": str(source),
+            "ADS_OUTPUT": str(output),
+        }
+        started = datetime.now(UTC)
+        commands = [
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ads_assets.definitions"]
+            + ["--select", "anomaly/transaction_scores", "--partition", f"{month}-01"]
+            for month in PARALLEL_MONTHS
+        ]
+        processes = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+            for command in commands
+        ]
+        self.processes.extend(processes)
+        try:
+            outputs = [process.communicate(timeout=RUN_TIMEOUT) for process in processes]
+            results = [
+                subprocess.CompletedProcess(command, process.returncode, *output)
+                for command, process, output in zip(commands, processes, outputs, strict=True)
+            ]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                self.processes.remove(process)
+        try:
+            with connect(target) as connection:
+                partitions = dict(
+                    connection.execute("SELECT run_id, value FROM run_tags WHERE key = 'dagster/partition'")
+                )
+                runs = {
+                    run_id: (status, partitions.get(run_id, ""), start, end)
+                    for run_id, status, start, end in connection.execute(
+                        "SELECT run_id, status, start_time, end_time FROM runs"
+                    )
+                    if run_id not in runs_before
+                }
+                scored_at = dict(
+                    connection.execute("SELECT month, max(scored_at) FROM anomaly.transaction_scores GROUP BY month")
+                )
+                rows = dict(connection.execute("SELECT month, count(*) FROM anomaly.transaction_scores GROUP BY month"))
+        finally:
+            stop_embedded_postgres(home / "pgdata")
+        return Parallel(home, output, PARALLEL_MONTHS, started, results, runs, scored_at, rows)
+
     def _killed_at(self, arguments: list[str], home: Path, marker: str) -> Streamed:
         """`ads ARGUMENTS`, its process group killed with SIGKILL as soon as it prints a line holding `marker`."""
         lines: queue.Queue = queue.Queue()
@@ -521,6 +599,8 @@ class EndToEnd:
 
 
 RECOVERED_MONTHS = "1993-04:1993-04"
+PARALLEL_MONTHS = ("1993-02", "1993-03")
+"""The months the `parallel` scenario rescores at once, one run each."""
 LAST_MONTH_DAY = "1993-04-"
 """How the last month of the small bank begins in a fin_* date (the dates are shifted by FIN_DATE_SHIFT_YEARS)."""
 
@@ -596,6 +676,12 @@ def reran(end_to_end: EndToEnd) -> Reran | None:
 def recovery(end_to_end: EndToEnd) -> Recovery | None:
     """`ads run --months` killed after ingesting, then two at once, on a copy of the built pipeline."""
     return end_to_end.result("recovery")
+
+
+@pytest.fixture(scope="session")
+def parallel(end_to_end: EndToEnd) -> Parallel | None:
+    """Two month runs of the scores at once, on a copy of the built pipeline (None if not built)."""
+    return end_to_end.result("parallel")
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,14 @@ from ads_assets.defs.automation.schedules import monthly_retrain_schedule, night
 from ads_assets.defs.automation.sensors import drift_retrain, run_failure_alert
 from ads_assets.defs.partitions import add_months, month_keys, months_between
 from ads_assets.defs.resources import AlertsResource, BerkaSourceResource, PostgresResource
+from ads_assets.lib.alerting import model_performance, raise_events
 from ads_assets.lib.berka.generator import GeneratorConfig, generate, write_dataset
 from ads_assets.lib.db import PostgresTarget, connect
 from ads_assets.lib.detection.drift import write_drift
+from ads_assets.lib.metrics import Metric
+from ads_assets.lib.metrics import record as record_metrics
 from ads_assets.lib.raw_schema import ensure_raw_schema
+from ads_assets.lib.retrain_triggers import flag_rate_band
 from tests.test_alerts import url_of
 
 
@@ -94,7 +98,7 @@ def test_a_failed_run_raises_one_alert_naming_its_step(failed_run_context, fresh
     assert message.startswith("broken_job failed in broken_step: ")
 
 
-def test_a_major_drift_requests_the_retrain_of_the_next_month_once(
+def test_drift_a_flag_rate_out_of_band_or_lost_canary_recall_request_the_next_months_retrain_once(
     fresh_database: PostgresTarget, tmp_path: Path
 ) -> None:
     report = pd.DataFrame(
@@ -106,20 +110,41 @@ def test_a_major_drift_requests_the_retrain_of_the_next_month_once(
             "reference": ["1995-01-01..1996-01-01"] * 4,
         }
     )
+    recorded = datetime(2026, 12, 1, tzinfo=UTC)
+    rates = {"1996-01": 0.010, "1996-02": 0.012, "1996-03": 0.009, "1996-04": 0.011, "1996-05": 0.010, "1996-06": 0.04}
     with connect(fresh_database) as connection:
-        write_drift(connection, report, recorded_at=datetime(2026, 12, 1, tzinfo=UTC))
+        write_drift(connection, report, recorded_at=recorded)
+        record_metrics(
+            connection,
+            [
+                Metric("run", month, "score", "flagged_rate", rate, recorded_at=recorded)
+                for month, rate in rates.items()
+            ],
+        )
+        raise_events(connection, [model_performance("v7", "canary_recall", 0.2, 0.45, "1996-09")])
     postgres = PostgresResource(pgdata=str(tmp_path / "pgdata"), database_url=url_of(fresh_database))
     with dg.instance_for_test() as instance:
         add_months(instance, ["1996-01", "1996-12"])
         first = drift_retrain(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
-        assert [(request.run_key, request.partition_key) for request in first.run_requests] == [
-            ("drift-1996-03", "1996-04-01")
+        assert [
+            (request.run_key, request.partition_key, request.tags["ads/trigger"]) for request in first.run_requests
+        ] == [
+            ("retrain-after-1996-03", "1996-04-01", "drift"),
+            ("retrain-after-1996-06", "1996-07-01", "flag_rate"),
+            ("retrain-after-1996-09", "1996-10-01", "canary_recall"),
         ]
-        assert first.cursor == "2026-12-01T00:00:00+00:00"
         again = drift_retrain(
             dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"postgres": postgres})
         )
+    assert datetime.fromisoformat(first.cursor) > recorded
     assert again.run_requests == []
+
+
+def test_a_flag_rate_band_needs_three_months_and_spans_a_third_to_three_times_their_median() -> None:
+    assert flag_rate_band([0.01, 0.02]) is None
+    assert flag_rate_band([0.0, 0.0, 0.0]) is None
+    assert flag_rate_band([0.5] * 20 + [0.01, 0.03, 0.02]) == pytest.approx((0.5 / 3, 1.5))
+    assert flag_rate_band([0.01, 0.03, 0.02]) == pytest.approx((0.02 / 3, 0.06))
 
 
 def test_the_inbox_sensor_asks_for_one_run_per_batch_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -354,7 +354,7 @@ INSERT INTO marts.fct_missing_payments VALUES
 """
 
 
-def test_the_missing_payments_asset_reconciles_before_publishing_and_says_what_it_fixed(
+def test_the_missing_payments_asset_reconciles_its_months_before_publishing_and_says_what_it_fixed(
     fresh_database: PostgresTarget, tmp_path: Path
 ) -> None:
     import dagster as dg
@@ -378,7 +378,8 @@ def test_the_missing_payments_asset_reconciles_before_publishing_and_says_what_i
                 "published_at": [datetime(1998, 1, 1, tzinfo=UTC)],
             }
         )
-        store.write_partition("missing_payments", "1996-02", stray, schema=MISSING_PUBLICATION.schema)
+        for month in ("1996-02", "1996-05"):
+            store.write_partition("missing_payments", month, stray, schema=MISSING_PUBLICATION.schema)
     resources = {
         "postgres": PostgresResource(pgdata=str(tmp_path / "unused"), database_url=fresh_database.sqlalchemy_url()),
         "output_store": OutputStoreResource(root=store.root),
@@ -397,16 +398,17 @@ def test_the_missing_payments_asset_reconciles_before_publishing_and_says_what_i
             if entry.level == logging.WARNING and "reconciled" in entry.user_message
         ]
 
-    fixed = {"1996-02": ["deleted from Parquet: Postgres holds no rows of this month"]}
+    fixed = {"1996-05": ["deleted from Parquet: Postgres holds no rows of this month"]}
     metadata = [event.materialization.metadata for event in result.get_asset_materialization_events()]
     assert [entry["reconciled_months"].value for entry in metadata] == [fixed, fixed]
     assert warnings == [
-        "reconciled Parquet with Postgres: missing_payments 1996-02: "
+        "reconciled Parquet with Postgres: missing_payments 1996-05: "
         "deleted from Parquet: Postgres holds no rows of this month"
     ]
-    assert store.months("missing_payments") == ["1996-05", "1996-06"]
-    assert store.read_table("missing_payments").column("account_id").to_pylist() == [11, 12]
+    assert store.months("missing_payments") == ["1996-02", "1996-05", "1996-06"]
+    assert store.read_table("missing_payments").column("account_id").to_pylist() == [5, 11, 12]
     with connect(fresh_database) as connection:
+        assert reconcile(store, connection, MISSING_PUBLICATION).fixes == {"1996-02": fixed["1996-05"]}
         assert reconcile(store, connection, MISSING_PUBLICATION).fixes == {}
 
 

@@ -22,7 +22,7 @@ import pytest
 from ads_assets.defs.executor import locked_executor
 from ads_assets.environment import embedded_postgres_running, start_postgres
 from ads_assets.lib.db import PostgresTarget, connect
-from ads_assets.lib.locking import ADVISORY_KEY, DatabaseLock, Holder, LockBusy, run_lock
+from ads_assets.lib.locking import ADVISORY_KEY, DatabaseLock, Holder, LockBusy, RunLock, run_lock
 from ads_assets.settings import DEFAULT_MONTHS, Settings, SettingsError
 from tests.end_to_end import Built, Recovery, published_ids
 
@@ -207,3 +207,23 @@ def test_after_the_kill_every_table_holds_the_ids_of_a_clean_run(built: Built, r
     clean = published_ids(built.home, built.output)
     assert all(clean.values())
     assert recovery.ids == clean
+
+
+def test_month_runs_of_different_months_go_together_and_a_whole_run_excludes_them(tmp_path: Path) -> None:
+    february, march = RunLock(tmp_path, "run of 1993-02", ["1993-02"]), RunLock(tmp_path, "run of 1993-03", ["1993-03"])
+    february.acquire(0)
+    march.acquire(0)
+    with pytest.raises(LockBusy, match=r"holds the month 1993-02 of the ADS state"):
+        RunLock(tmp_path, "another run of 1993-02", ["1993-02", "1993-04"]).acquire(0)
+    with pytest.raises(LockBusy, match="holds the ADS state"):
+        RunLock(tmp_path, "ads run").acquire(0)
+    february.release()
+    march.release()
+    whole = RunLock(tmp_path, "ads run")
+    whole.acquire(0)
+    with pytest.raises(LockBusy, match=r"ads run \(pid \d+.*holds the ADS state"):
+        RunLock(tmp_path, "run of 1993-04", ["1993-04"]).acquire(0)
+    whole.release()
+    april = RunLock(tmp_path, "run of 1993-04", ["1993-04"])
+    april.acquire(0)
+    april.release()

@@ -31,8 +31,10 @@ from psycopg import sql
 
 from ads_assets.lib.berka.schema import RELATIONS, ColumnType, Relation
 from ads_assets.lib.db import PostgresTarget, connect
+from ads_assets.lib.locking import LOCKS_FOLDER, waiting_lock
 from ads_assets.lib.raw_schema import ensure_raw_schema, raw_table
 from ads_assets.lib.tables import FEATURES_TABLE, copy_frame, read_query
+from ads_assets.settings import Settings
 
 TRANS_COLUMNS = [
     "trans_id",
@@ -705,6 +707,10 @@ def canary_database(server: PostgresTarget, name: str) -> Iterator[PostgresTarge
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier))
 
 
+CANARY_LOCK = "canaries.lock"
+"""The lock of the canary database: runs of different months that retrain take it in turn."""
+
+
 def canary_database_name(dbname: str) -> str:
     """The canary database of the production database `dbname`: a fixed name, so dbt's saved parse stays valid."""
     return f"{dbname[:50]}_canaries"
@@ -763,7 +769,10 @@ def build_canaries(
     planted = plant(real, months, per_kind, seed, first_new_id=int(last_id[0] if last_id else 0) + 1)
     relations["trans"] = planted.drop(columns="label")
     spans = [(month - timedelta(days=lookback_days), _next_month(month)) for month in months]
-    with canary_database(server, canary_database_name(server.dbname)) as target:
+    with (
+        waiting_lock(Settings.from_env().home / LOCKS_FOLDER / CANARY_LOCK),
+        canary_database(server, canary_database_name(server.dbname)) as target,
+    ):
         with connect(target) as connection:
             load_relations(connection, relations)
         run_feature_models(target, project_dir, target_path, (spans[0][0], until))

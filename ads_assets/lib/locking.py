@@ -1,10 +1,15 @@
-"""One run at a time per ADS state: a lock file in ADS_HOME, and an advisory lock on an external database.
+"""One run at a time per ADS state, or per month: a lock file in ADS_HOME, and an advisory lock on an external
+database.
 
 The lock file (`$ADS_HOME/run.lock`) is held with `flock`, which the operating system releases when the
 holding process ends, however it ends, so a killed run never leaves it held. It says who holds it (pid,
 host, what, since when). On an external Postgres (ADS_DATABASE_URL) a session-level `pg_advisory_lock`
 on that database is held as well, once the database has been checked, so two ADS states that share one
 database exclude each other too; the server releases it when the holding connection closes.
+
+A run confined to some months (every asset it materializes is month-partitioned: `months` given) holds the
+state's locks shared and each of its months' locks (`$ADS_HOME/locks/month-YYYY-MM.lock`, and an advisory
+lock per month) exclusively, so runs of different months go side by side while a whole run excludes them all.
 
 A second holder waits up to `ADS_LOCK_TIMEOUT` seconds (default 0: it refuses at once) and then raises
 `LockBusy`, a one-line `SettingsError` naming the holder.
@@ -20,7 +25,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +39,25 @@ POLL_SECONDS = 0.1
 CONNECT_TIMEOUT_SECONDS = 5
 ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"ads run lock").digest()[:8], "big", signed=True)
 """The key of the advisory lock on an external database (one per database)."""
+LOCKS_FOLDER = "locks"
+"""The folder of ADS_HOME that holds the month locks and the canary database's lock."""
+
+
+def month_key(month: str) -> int:
+    """The advisory lock key of one month (YYYY-MM) of an external database."""
+    return int.from_bytes(hashlib.sha256(f"ads month lock {month}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` for the block, waiting for as long as another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class LockBusy(SettingsError):
@@ -81,10 +105,12 @@ def _me(what: str) -> Holder:
 
 
 class FileLock:
-    """An exclusive `flock` on a file; the file keeps the holder's description while it is held."""
+    """A `flock` on a file, exclusive unless `shared`; an exclusive holder's description stays in the file while
+    it holds it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shared: bool = False) -> None:
         self.path = path
+        self.shared = shared
         self._fd: int | None = None
 
     def try_acquire(self, holder: Holder) -> bool:
@@ -92,19 +118,21 @@ class FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder.__dict__).encode(), 0)
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder.__dict__).encode(), 0)
         self._fd = fd
         return True
 
     def release(self) -> None:
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
+            if not self.shared:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing the last descriptor releases the flock
             self._fd = None
 
@@ -112,15 +140,16 @@ class FileLock:
         """Who holds it, as the holder wrote; an unnamed holder while it has not written yet."""
         with contextlib.suppress(OSError, ValueError, TypeError):
             return Holder(**json.loads(self.path.read_text()))
-        return Holder(what="another process")
+        return Holder(what="another process" if self.shared else "another process, or runs of single months")
 
 
 class DatabaseLock:
     """A session-level advisory lock on a Postgres database, held by a connection of its own."""
 
-    def __init__(self, conninfo: str, key: int = ADVISORY_KEY) -> None:
+    def __init__(self, conninfo: str, key: int = ADVISORY_KEY, shared: bool = False) -> None:
         self.conninfo = conninfo
         self.key = key
+        self.shared = shared
         self._connection: Any = None
 
     def try_acquire(self, holder: Holder) -> bool:
@@ -132,7 +161,8 @@ class DatabaseLock:
             self._connection = psycopg.connect(
                 self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name=name
             )
-        row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        function = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+        row = self._connection.execute(f"SELECT {function}(%s)", (self.key,)).fetchone()  # noqa: S608 - one of two function names
         return bool(row and row[0])
 
     def release(self) -> None:
@@ -170,31 +200,52 @@ class RunLock:
     notice to the user of the run holding it (stderr unless set).
     """
 
-    def __init__(self, home: Path, what: str) -> None:
+    def __init__(self, home: Path, what: str, months: Sequence[str] | None = None) -> None:
         self.home = home
         self.what = what
+        self.months = sorted(set(months)) if months else None
+        """The months (YYYY-MM) of a run confined to them; None for a run of the whole state."""
         self.timeout = 0.0
-        self.file = FileLock(home / LOCK_FILE)
-        self.database: DatabaseLock | None = None
+        self.file = FileLock(home / LOCK_FILE, shared=self.months is not None)
+        self.month_files = [FileLock(home / LOCKS_FOLDER / f"month-{month}.lock") for month in self.months or ()]
+        self.database: list[DatabaseLock] = []
         self.notify: Callable[[str], None] = _to_stderr
 
     def acquire(self, timeout: float) -> None:
-        """Take the lock file, waiting up to `timeout` seconds (also the wait of `lock_database`); raises LockBusy."""
+        """Take the lock file (and those of its months), waiting up to `timeout` seconds (also the wait of
+        `lock_database`); raises LockBusy."""
         self.timeout = timeout
-        self._wait_for(self.file, f"the ADS state {self.home}")
+        taken: list[FileLock] = []
+        try:
+            self._wait_for(self.file, f"the ADS state {self.home}")
+            taken.append(self.file)
+            for month, lock in zip(self.months or (), self.month_files, strict=True):
+                self._wait_for(lock, f"the month {month} of the ADS state {self.home}")
+                taken.append(lock)
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
 
     def lock_database(self, conninfo: str) -> None:
         """Take the advisory lock of the database of `conninfo` as well, waiting as `acquire` did; raises
         LockBusy, or psycopg.Error when the database cannot be reached."""
-        if self.database is not None:
+        if self.database:
             return
-        lock = DatabaseLock(conninfo)
+        wanted = [(DatabaseLock(conninfo, shared=self.months is not None), "the ADS database")]
+        wanted += [
+            (DatabaseLock(conninfo, month_key(month)), f"the month {month} of the ADS database")
+            for month in self.months or ()
+        ]
         try:
-            self._wait_for(lock, "the ADS database")
+            for lock, what in wanted:
+                self._wait_for(lock, what)
+                self.database.append(lock)
         except BaseException:
-            lock.release()
+            for lock, _ in wanted:
+                lock.release()
+            self.database = []
             raise
-        self.database = lock
 
     def _wait_for(self, lock: FileLock | DatabaseLock, what: str) -> None:
         me = _me(self.what)
@@ -218,9 +269,11 @@ class RunLock:
             time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
 
     def release(self) -> None:
-        if self.database is not None:
-            self.database.release()
-            self.database = None
+        for lock in reversed(self.database):
+            lock.release()
+        self.database = []
+        for lock in reversed(self.month_files):
+            lock.release()
         self.file.release()
 
 
@@ -235,9 +288,14 @@ def held_run_lock(home: Path) -> RunLock | None:
 
 @contextlib.contextmanager
 def run_lock(
-    settings: Settings, what: str, timeout: float | None = None, notify: Callable[[str], None] | None = None
+    settings: Settings,
+    what: str,
+    timeout: float | None = None,
+    notify: Callable[[str], None] | None = None,
+    months: Sequence[str] | None = None,
 ) -> Iterator[RunLock]:
-    """Hold the run lock of `settings.home` for the block (see `RunLock`; the database's is taken apart).
+    """Hold the run lock of `settings.home` for the block (see `RunLock`; the database's is taken apart):
+    the whole state's, or, for a run confined to `months` (YYYY-MM), the state's shared and those months'.
 
     Re-entrant within a process. `timeout` defaults to ADS_LOCK_TIMEOUT; raises LockBusy (exit status 2).
     `notify` shows the notices, such as the one saying that it waits (default: stderr).
@@ -246,7 +304,7 @@ def run_lock(
     if home in _held:
         yield _held[home]
         return
-    lock = RunLock(home, what)
+    lock = RunLock(home, what, months)
     if notify is not None:
         lock.notify = notify
     lock.acquire(lock_timeout() if timeout is None else timeout)

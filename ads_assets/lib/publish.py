@@ -15,7 +15,7 @@ Runs on the same state exclude each other, so a staged file found at the start o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,8 +188,10 @@ def reconcile(
     connection: psycopg.Connection,
     table: PublishedTable,
     log: Callable[[str], Any] | None = None,
+    months: Collection[str] | None = None,
 ) -> Reconciliation:
-    """Make every month of `table`'s Parquet hold what Postgres holds, after a crash of `publish_month`.
+    """Make every month of `table`'s Parquet hold what Postgres holds, after a crash of `publish_month`; only
+    the `months` (YYYY-MM) when given, those of a run confined to them, whose other months may be mid-publication.
 
     A staged file is committed when Postgres recorded its token as the month's last publication and holds
     the same rows (count and key sum) in the same schema; otherwise it is discarded. Then, per month: a
@@ -210,6 +212,11 @@ def reconcile(
     staged_by_month: dict[str, list[StagedPartition]] = {}
     for staged in store.staged_partitions(table.name):
         staged_by_month.setdefault(staged.month, []).append(staged)
+    if months is not None:
+        wanted = set(months)
+        folders = {month: keys for month, keys in folders.items() if month in wanted}
+        staged_by_month = {month: staged for month, staged in staged_by_month.items() if month in wanted}
+        postgres = {month: contents for month, contents in postgres.items() if month in wanted}
     part_keys = {month: f"{store.month_folder(table.name, month)}/{PART_FILE}" for month in folders}
     readable = [key for month, keys in folders.items() for key in keys if _is_part_or_staged(key, part_keys[month])]
     with ThreadPoolExecutor(max_workers=SUMMARY_READERS) as pool:

@@ -1,5 +1,5 @@
 """Sensors: a failed run raises an alert (`anomaly.alerts`, the log, and the webhook when configured); a month
-that drifted beyond the major band requests the retrain of the month after it."""
+that drifted, flagged outside its band or lost canary recall requests the retrain of the month after it."""
 
 from datetime import UTC, datetime
 
@@ -9,7 +9,7 @@ from ads_assets.defs.automation.jobs import retrain_job
 from ads_assets.defs.partitions import month_keys, month_start, next_month
 from ads_assets.defs.resources import AlertsResource, PostgresResource
 from ads_assets.lib.alerting import run_failure
-from ads_assets.lib.detection.drift import major_drift_since
+from ads_assets.lib.retrain_triggers import retrain_triggers
 
 
 @dg.run_failure_sensor(
@@ -32,20 +32,29 @@ def run_failure_alert(context: dg.RunFailureSensorContext, postgres: PostgresRes
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
-        "A month whose key features drifted beyond PSI 0.25 (anomaly.drift, band 'major') requests the retrain of "
-        "the month after it, with model selection; each month once."
+        "A month whose key features drifted beyond PSI 0.25 (anomaly.drift, band 'major'), whose flagged rate left "
+        "the band of the 12 months before it (a third to three times their median), or whose champion caught fewer "
+        "canaries than its floor (a model_performance alert) requests the retrain of the month after it, with model "
+        "selection; each month once."
     ),
 )
 def drift_retrain(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
-    """Retrain requests for the months after those that drifted beyond the major band since the last evaluation."""
+    """Retrain requests for the months after those with a reason to retrain recorded since the last evaluation."""
     since = datetime.fromisoformat(context.cursor) if context.cursor else datetime.min.replace(tzinfo=UTC)
     with postgres.connect() as connection:
-        drifted = major_drift_since(connection, since)
+        triggers = retrain_triggers(connection, since)
     known = set(month_keys(context.instance))
-    requests = []
-    for month in sorted({month for month, _ in drifted}):
-        following = next_month(month_start(month)).isoformat()
-        if following in known:
-            requests.append(dg.RunRequest(run_key=f"drift-{month}", partition_key=following))
-    newest = max((recorded for _, recorded in drifted), default=None)
+    reasons: dict[str, list[str]] = {}
+    for trigger in triggers:
+        reasons.setdefault(trigger.month, []).append(trigger.reason)
+    requests = [
+        dg.RunRequest(
+            run_key=f"retrain-after-{month}",
+            partition_key=following,
+            tags={"ads/trigger": ", ".join(dict.fromkeys(why))},
+        )
+        for month, why in sorted(reasons.items())
+        if (following := next_month(month_start(month)).isoformat()) in known
+    ]
+    newest = max((trigger.recorded_at for trigger in triggers), default=None)
     return dg.SensorResult(run_requests=requests, cursor=newest.isoformat() if newest else context.cursor)

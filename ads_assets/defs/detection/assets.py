@@ -12,6 +12,7 @@ from ads_assets.defs.detection.selection import Champions
 from ads_assets.defs.keys import FEATURES_KEY, LABELS_KEY, MISSING_PAYMENTS_KEY, MODELS_KEY, SCORES_KEY, SELECTION_KEY
 from ads_assets.defs.partitions import monthly_partitions, next_month, partition_months
 from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
+from ads_assets.defs.run_scope import run_months
 from ads_assets.lib.alerting import HIGH_SEVERITY_SCORE, AlertEvent, high_severity_anomalies
 from ads_assets.lib.alerting import drift as drift_event
 from ads_assets.lib.athena import ATHENA_FOLDER, write_athena
@@ -287,7 +288,13 @@ def transaction_scores(
         migrated = migrate(store, connection, SCORES_PUBLICATION, upgrade_scores_parquet)
         if migrated:
             context.log.info(f"upgraded {len(migrated)} stored months of transaction_scores to today's columns")
-        reconciled = reconcile(store, connection, SCORES_PUBLICATION, log=context.log.warning)
+        reconciled = reconcile(
+            store,
+            connection,
+            SCORES_PUBLICATION,
+            log=context.log.warning,
+            months=run_months(context.job_def, context.run),
+        )
         champions = Champions(context.instance, connection)
         labels = label_map(connection)
         online = OnlineMonths()
@@ -442,7 +449,13 @@ def missing_payments(
     store = output_store.store()
     published_at = datetime.now(UTC)
     with postgres.connect() as connection:
-        reconciled = reconcile(store, connection, MISSING_PUBLICATION, log=context.log.warning)
+        reconciled = reconcile(
+            store,
+            connection,
+            MISSING_PUBLICATION,
+            log=context.log.warning,
+            months=run_months(context.job_def, context.run),
+        )
         for month in partition_months(context):
             found = read_window(connection, MISSING_PAYMENTS_TABLE, "missing_month", month, next_month(month))
             frame = _missing_rows(found, month, published_at)

@@ -13,6 +13,7 @@ from ads_assets.defs.dbt.project import dbt_project, target_folder
 from ads_assets.defs.keys import FEATURES_KEY, MODELS_KEY, SELECTION_KEY
 from ads_assets.defs.partitions import monthly_partitions, next_month, partition_months
 from ads_assets.defs.resources import AlertsResource, MetricsResource, OutputStoreResource, PostgresResource
+from ads_assets.defs.run_scope import run_months
 from ads_assets.lib.alerting import AlertEvent, model_performance
 from ads_assets.lib.canaries import NORMAL, Canaries, build_canaries, read_spans
 from ads_assets.lib.detection.ensemble import EnsembleDetector
@@ -116,7 +117,13 @@ def model_selection(
     boards: dict[str, pd.DataFrame] = {}
     with postgres.connect() as connection:
         ensure_selection_tables(connection)
-        reconcile(store, connection, LEADERBOARD_PUBLICATION, log=context.log.warning)
+        reconcile(
+            store,
+            connection,
+            LEADERBOARD_PUBLICATION,
+            log=context.log.warning,
+            months=run_months(context.job_def, context.run),
+        )
         canaries = _canaries(postgres, connection, selectable, config) if selectable else None
         build_seconds = time.perf_counter() - started
         labels = read_labels(connection)
