@@ -35,7 +35,7 @@ from ads_assets.lib.detection import (
     training_frame,
     training_windows,
 )
-from ads_assets.lib.detection.ensemble import WEAK_RULE, combine, supported_rules
+from ads_assets.lib.detection.ensemble import WEAK_RULE, budget_flags, combine, supported_rules
 from ads_assets.lib.detection.explain import explain_rows
 from ads_assets.lib.detection.features import FEATURES_BY_NAME, describe, model_features, with_frame_context
 from ads_assets.lib.tables import read_query
@@ -402,3 +402,19 @@ def test_rule_set_combines_as_noisy_or() -> None:
     severities = report.severities().iloc[0]
     assert report.combined()[0] == pytest.approx(1 - np.prod(1 - severities.to_numpy()))
     assert [hit["rule"] for hit in report.fired(0)][:1] == ["ledger_break"]
+
+
+def test_the_alert_budget_takes_the_most_evident_of_rows_that_tie_at_the_top_score() -> None:
+    """Six rows of one month with a budget of two: four tie at the top score, and the two with the most evidence
+    are flagged, not the two lowest trans_ids; without evidence the lowest trans_ids are."""
+    table = pd.DataFrame(
+        {
+            "trans_id": [1, 2, 3, 4, 5, 6],
+            "trans_month": ["1997-03"] * 6,
+            "score": [1.0, 1.0, 1.0, 1.0, 0.97, 0.2],
+        }
+    )
+    evidence = np.array([3.0, 9.0, 4.0, 12.0, 50.0, 0.1])
+    flags = budget_flags(table, threshold=0.9, alert_budget=2 / 6, evidence=evidence)
+    assert table.loc[flags, "trans_id"].tolist() == [2, 4]
+    assert table.loc[budget_flags(table, threshold=0.9, alert_budget=2 / 6), "trans_id"].tolist() == [1, 2]

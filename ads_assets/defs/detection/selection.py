@@ -404,7 +404,9 @@ class Champions:
         evidence = scored.evidence if shared else runner_up.score_frame(frame, history).evidence
         shadow = runner_up.score_evidence(evidence, scored.rules)
         champion_alerts = scores["is_anomaly"].to_numpy(dtype=bool)
-        shadow_alerts = flagged(shadow, runner_up.threshold, runner_up.alert_budget)
+        shadow_alerts = flagged(
+            shadow, runner_up.threshold, runner_up.alert_budget, runner_up.combined_evidence(evidence)
+        )
         comparison = {
             "model_version": version,
             "champion": champion_name,

@@ -322,26 +322,9 @@ class EnsembleDetector:
                 **{name: result.severity for name, result in report.results.items()},
             }
         )
-        table["flagged"] = self._flag(table)
+        table["flagged"] = budget_flags(table, self.threshold, self.alert_budget, combined)
         self.flagged_rate_ = float(table["flagged"].mean()) if len(table) else 0.0
         return Scored(table=table, rules=report, threshold=self.threshold, evidence=evidence)
-
-    def _flag(self, table: pd.DataFrame) -> np.ndarray:
-        """Score at or above the threshold, capped at `alert_budget` of each month's rows (highest first)."""
-        above = table["score"].to_numpy() >= self.threshold
-        flagged = np.zeros(len(table), dtype=bool)
-        codes, _ = pd.factorize(table["trans_month"], use_na_sentinel=False)
-        order = np.argsort(codes, kind="stable")
-        groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
-        scores = table["score"].to_numpy()
-        for rows in groups:
-            candidates = rows[above[rows]]
-            budget = max(1, int(np.floor(self.alert_budget * len(rows))))
-            if len(candidates) > budget:
-                ranked = np.lexsort((numeric(table.iloc[candidates], "trans_id"), -scores[candidates]))
-                candidates = candidates[ranked[:budget]]
-            flagged[candidates] = True
-        return flagged
 
     def score(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
         """The ensemble score in [0, 1] of every row."""
@@ -358,3 +341,27 @@ class EnsembleDetector:
         from .explain import explain_rows
 
         return explain_rows(self, frame, scored=scored, only_flagged=only_flagged, history=history)
+
+
+def budget_flags(
+    table: pd.DataFrame, threshold: float, alert_budget: float, evidence: np.ndarray | None = None
+) -> np.ndarray:
+    """The alert flag of each row of `table` (`trans_id`, `trans_month`, `score`): a score at or above `threshold`,
+    capped at `alert_budget` of each month's rows. Highest score first; among equal scores (a score saturates at
+    1 when a month is flooded with outliers) the most ML `evidence` (the detectors' weighted evidence, which does
+    not saturate) first; then the lowest trans_id."""
+    scores = table["score"].to_numpy()
+    above = scores >= threshold
+    flagged = np.zeros(len(table), dtype=bool)
+    codes, _ = pd.factorize(table["trans_month"], use_na_sentinel=False)
+    order = np.argsort(codes, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
+    for rows in groups:
+        candidates = rows[above[rows]]
+        budget = max(1, int(np.floor(alert_budget * len(rows))))
+        if len(candidates) > budget:
+            ties = -evidence[candidates] if evidence is not None else np.zeros(len(candidates))
+            ranked = np.lexsort((numeric(table.iloc[candidates], "trans_id"), ties, -scores[candidates]))
+            candidates = candidates[ranked[:budget]]
+        flagged[candidates] = True
+    return flagged

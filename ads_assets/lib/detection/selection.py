@@ -366,11 +366,15 @@ def record_shadow(connection: psycopg.Connection, month: str, comparison: Mappin
         )
 
 
-def flagged(scores: np.ndarray, threshold: float, alert_budget: float) -> np.ndarray:
-    """The alerts of one month's scores as the ensemble raises them: at or above `threshold`, at most `alert_budget`."""
+def flagged(
+    scores: np.ndarray, threshold: float, alert_budget: float, evidence: np.ndarray | None = None
+) -> np.ndarray:
+    """The alerts of one month's scores as the ensemble raises them: at or above `threshold`, at most `alert_budget`;
+    among equal scores the most `evidence` (the detectors' combined evidence) first, then the first rows."""
     above = np.flatnonzero(scores >= threshold)
     budget = max(1, int(np.floor(alert_budget * len(scores))))
-    kept = above[np.argsort(-scores[above], kind="stable")[:budget]]
+    ties = -evidence[above] if evidence is not None else np.zeros(len(above))
+    kept = above[np.lexsort((above, ties, -scores[above]))[:budget]]
     alerts = np.zeros(len(scores), dtype=bool)
     alerts[kept] = True
     return alerts
