@@ -378,6 +378,9 @@ def _dev(args: argparse.Namespace) -> int:
 def _supervise(command: list[str]) -> int:
     """Run `command` in a process group of its own until it ends; Ctrl-C or SIGTERM hand it one SIGINT.
 
+    Ctrl-C is heeded even when `ads` was started with SIGINT ignored (from a background job of a shell), and
+    `command` starts with it heeded too.
+
     In its own group the terminal's Ctrl-C reaches only `ads`, which passes it on once, so `dagster dev`
     shuts down its webserver and daemon in order, and `ads` waits for that before stopping Postgres.
     """
@@ -386,6 +389,7 @@ def _supervise(command: list[str]) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_terminate)
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     process = subprocess.Popen(command, process_group=0)  # noqa: S603 - argv built by ads (dagster dev), no shell
     try:
         return process.wait()
@@ -403,6 +407,7 @@ def _supervise(command: list[str]) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, interrupt)
 
 
 # --- ads psql ----------------------------------------------------------------------------------------
